@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One call on the lent GPU: GPU parity tests, then every benchmark; writes a Markdown summary to $OUT.
+#
+#   bash bench/run_gpu.sh [pytest -k expression for the benchmarks]
+#
+# Expects the carried wheels (gsplat, nuscenes-devkit, pyquaternion, PyTurboJPEG, ...) in .whl/ (see
+# bench/README.md); the GPU image has torch 2.11, triton 3.6 and pytest-benchmark but not these.
+set -uo pipefail
+OUT=${OUT:-bench/results}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "run_gpu: installing the carried wheels failed" >&2; exit 1; }
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+if compgen -G ".deb/*.deb" >/dev/null; then
+  for f in .deb/*.deb; do dpkg -x "$f" /tmp/debroot; done
+  export LD_LIBRARY_PATH=/tmp/debroot/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/device.txt"
+echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo -dirty)" | tee -a "$OUT/device.txt"
+
+echo "== GPU parity tests"
+timeout ${PARITY_TIMEOUT:-240} python3 -m pytest tests -q -x -p no:cacheprovider -m "not slow" \
+  --junitxml="$OUT/parity.xml" 2>&1 | tee "$OUT/parity.log" | tail -40
+parity_rc=${PIPESTATUS[0]}
+
+echo "== benchmarks"
+timeout ${BENCH_TIMEOUT:-300} python3 -m pytest bench -q -p no:cacheprovider --benchmark-only \
+  --benchmark-json="$OUT/bench.json" --benchmark-group-by=group ${1:+-k "$1"} 2>&1 | tail -30
+bench_rc=${PIPESTATUS[0]}
+python3 bench/summarize.py "$OUT/bench.json" "$OUT/device.txt" > "$OUT/summary.md" && cat "$OUT/summary.md"
+echo "run_gpu: parity rc=$parity_rc bench rc=$bench_rc"
+exit $(( parity_rc != 0 || bench_rc != 0 ))

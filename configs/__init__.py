@@ -1,0 +1,1 @@
+"""Experiments: functions returning a typed pgocc.config.ExperimentConfig."""

@@ -1,0 +1,11 @@
+"""The paper's PG-Occ (ALGORITHM.md, DESIGN.md §4 'paper' fidelity) with the Triton kernels."""
+
+from pgocc.config import ExperimentConfig, KernelConfig
+
+
+def base() -> ExperimentConfig:
+    """PG-Occ as the paper describes it, every hot path on its Triton kernel."""
+    return ExperimentConfig(
+        kernels=KernelConfig(aniso_sample="triton", st_fusion="triton", gs_raster="triton", gs2vox="triton",
+                             fps="triton", dist_attention="triton"),
+    )

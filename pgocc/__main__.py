@@ -1,0 +1,5 @@
+import sys
+
+from pgocc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,48 @@
+"""The ``pgocc`` command line (also ``python -m pgocc``).
+
+Each subcommand is a module ``pgocc.commands.<name>`` with ``HELP``, ``add_arguments(parser)`` and ``run(args)``;
+modules import heavy dependencies inside ``run`` so that ``pgocc --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pgocc.errors import PgoccError
+
+# name -> module; the order is the order of `pgocc --help`.
+COMMANDS: dict[str, str] = {
+    "check-kernels": "pgocc.commands.check_kernels",
+    "kernels": "pgocc.commands.kernels",
+    "show-config": "pgocc.commands.show_config",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgocc",
+        description="PG-Occ open-vocabulary 3D occupancy: PyTorch + Triton engine.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except PgoccError as exc:
+        print(f"pgocc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

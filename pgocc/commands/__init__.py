@@ -1,0 +1,1 @@
+"""Subcommands of the pgocc CLI, one module each (see pgocc.cli.COMMANDS)."""

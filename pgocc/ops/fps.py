@@ -1,0 +1,85 @@
+"""Contract of ``fps``: batched farthest point sampling.
+
+Glossary: B batch, N points per batch row (padded), K samples.
+
+    fps(points, lengths, num_samples) -> indices
+
+Args:
+    points: [B, N, 3] float32/float64 coordinates; row b uses its first ``lengths[b]`` points.
+    lengths: [B] int64 number of valid points per row (each >= num_samples; checked on device).
+    num_samples: K >= 1 indices to select per row.
+
+Returns:
+    [B, K] int64 indices into each row's valid prefix, in selection order.
+
+Semantics: the first index is 0; each next index is the point whose squared Euclidean distance
+``dx*dx + dy*dy + dz*dz`` (computed in the input dtype, in that order) to the selected set is largest; ties go to
+the lowest index. Selected points have distance 0, so with K == length every point is selected once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pgocc.ops._contract import Case, Impl, check_tensor, same_device
+
+IMPLS: dict[str, Impl] = {
+    "reference": Impl("reference.fps:fps", deterministic=True),
+    "triton": Impl("kernels_triton.fps:fps", deterministic=True),
+}
+
+CASES: dict[str, list[Case]] = {
+    "cpu": [
+        Case("b1_n200_k16", {"B": 1, "N": 200, "K": 16}),
+        Case("b3_n97_k97", {"B": 3, "N": 97, "K": 97}, note="K == N: every point selected", extra={"full": True}),
+        Case("b2_n64_k1", {"B": 2, "N": 64, "K": 1}),
+        Case("b2_ties_grid", {"B": 2, "N": 125, "K": 30}, note="integer grid: many exact ties", extra={"ties": True}),
+    ],
+    "gpu": [
+        Case("b2_n20000_k500", {"B": 2, "N": 20000, "K": 500}),
+        Case("b1_ties_grid", {"B": 1, "N": 4096, "K": 300}, extra={"ties": True}),
+    ],
+    "bench": [
+        Case("stage0_345600_to_6000", {"B": 1, "N": 345_600, "K": 6000}, note="query initialisation (§1.5)"),
+        Case("stage1_100000_to_1000", {"B": 1, "N": 100_000, "K": 1000}, note="densification (§1.6)"),
+    ],
+}
+
+
+def validate(points: torch.Tensor, lengths: torch.Tensor, num_samples: int) -> None:
+    """Check metadata; raises ValueError naming the argument."""
+    check_tensor("fps", "points", points, ("B", "N", 3), dtypes=(torch.float32, torch.float64))
+    device = same_device("fps", points=points, lengths=lengths)
+    check_tensor("fps", "lengths", lengths, (points.shape[0],), dtypes=(torch.int64,), device=device)
+    if points.shape[1] == 0:
+        raise ValueError("fps: points has N = 0 points; farthest point sampling needs at least num_samples points")
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+        raise ValueError(f"fps: num_samples must be an int >= 1, got {num_samples!r}")
+    if num_samples > points.shape[1]:
+        raise ValueError(f"fps: num_samples={num_samples} exceeds the {points.shape[1]} points per row")
+
+
+def make_inputs(case: Case, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                seed: int = 0) -> dict:
+    """Random inputs for ``case``: points spread like a 80 m x 80 m x 6.4 m scene, ragged lengths >= K."""
+    g = torch.Generator().manual_seed(seed)
+    B, N, K = case.dims["B"], case.dims["N"], case.dims["K"]
+    if case.extra.get("ties"):
+        side = round(N ** (1 / 3)) + 1
+        grid = torch.stack(torch.meshgrid(*(torch.arange(side),) * 3, indexing="ij"), -1).reshape(-1, 3)
+        points = torch.stack([grid[torch.randperm(grid.shape[0], generator=g)[:N]] for _ in range(B)]).to(dtype)
+    else:
+        points = (torch.rand(B, N, 3, generator=g, dtype=torch.float64) * torch.tensor([80.0, 80.0, 6.4])
+                  - torch.tensor([40.0, 40.0, 1.0])).to(dtype)
+    if case.extra.get("full"):
+        lengths = torch.full((B,), N, dtype=torch.int64)
+    else:
+        lengths = torch.randint(max(K, N - N // 4), N + 1, (B,), generator=g)
+        lengths[0] = N
+    return {"points": points.to(device), "lengths": lengths.to(device), "num_samples": K}
+
+
+def bytes_moved(case: Case, dtype: torch.dtype) -> int:
+    """Minimal DRAM traffic: read the points once, write the indices (distances stay on chip or in L2)."""
+    B, N, K = case.dims["B"], case.dims["N"], case.dims["K"]
+    return B * N * 3 * torch.finfo(dtype).bits // 8 + B * K * 8

@@ -1,0 +1,34 @@
+"""Reference farthest point sampling: a plain greedy loop per batch row (see ``pgocc.ops.fps``)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def fps(points: torch.Tensor, lengths: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Farthest point sampling, one row at a time.
+
+    Args:
+        points: [B, N, 3] float32/float64.
+        lengths: [B] int64 valid points per row.
+        num_samples: K.
+
+    Returns:
+        [B, K] int64 indices, first index 0, ties to the lowest index (``torch.argmax`` returns the first maximum).
+    """
+    B = points.shape[0]
+    out = torch.empty(B, num_samples, dtype=torch.int64, device=points.device)
+    for b in range(B):
+        n = int(lengths[b])
+        if n < num_samples:
+            raise ValueError(f"fps: lengths[{b}]={n} is smaller than num_samples={num_samples}")
+        p = points[b, :n]
+        best = torch.full((n,), float("inf"), dtype=points.dtype, device=points.device)
+        idx = 0
+        for k in range(num_samples):
+            out[b, k] = idx
+            d = p - p[idx]
+            dist = d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2]
+            best = torch.minimum(best, dist)
+            idx = int(torch.argmax(best))
+    return out

@@ -1,0 +1,67 @@
+"""Test-suite set-up: interpreter mode for Triton on CPU, markers, seeded randomness, device and case fixtures."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import zlib
+
+# Must happen before anything imports triton: the @triton.jit decorators read it when they run. Decided from the
+# device node rather than torch.cuda so that importing torch here cannot race the flag.
+HAS_GPU = os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl")
+if not HAS_GPU:
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+BASE_SEED = int(os.environ.get("PGOCC_TEST_SEED", str(int(time.time()) % 100_000)))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    mode = "native CUDA" if HAS_GPU else "TRITON_INTERPRET=1 (CPU)"
+    return [f"pgocc: triton mode {mode}; PGOCC_TEST_SEED={BASE_SEED} (set it to reproduce a failure)"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if HAS_GPU:
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device (runs in bench/run_gpu.sh)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything(request: pytest.FixtureRequest) -> int:
+    """Seed torch, numpy and random per test: fresh inputs each session, reproducible with PGOCC_TEST_SEED."""
+    seed = (BASE_SEED * 1_000_003 + zlib.crc32(request.node.nodeid.encode())) % (2**31)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    return seed
+
+
+@pytest.fixture
+def seed(_seed_everything: int) -> int:
+    """This test's seed (pass it to input factories)."""
+    return _seed_everything
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    """cuda when present (native Triton), else cpu (interpreted Triton)."""
+    return torch.device("cuda" if HAS_GPU and torch.cuda.is_available() else "cpu")
+
+
+def parity_cases(op: str) -> list:
+    """The contract's parity cases for this machine: small 'cpu' ones under the interpreter, 'gpu' ones natively."""
+    from pgocc import ops
+
+    return ops.contract(op).CASES["gpu" if HAS_GPU else "cpu"]
+
+
+def case_ids(cases: list) -> list[str]:
+    return [c.id for c in cases]
