@@ -15,4 +15,5 @@ test: setup
 	$(PY) -m pytest tests -q
 
 lint: setup
-	$(PY) -m ruff check pgocc kernels_triton reference tests bench configs
+	@$(VENV)/bin/pip install -q ruff==0.17.6 2>&1 | grep -v "is ignored" || true
+	$(VENV)/bin/ruff check pgocc kernels_triton reference tests bench configs

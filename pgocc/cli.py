@@ -15,7 +15,9 @@ from pgocc.errors import PgoccError
 # name -> module; the order is the order of `pgocc --help`.
 COMMANDS: dict[str, str] = {
     "check-kernels": "pgocc.commands.check_kernels",
+    "convert-checkpoint": "pgocc.commands.convert_checkpoint",
     "kernels": "pgocc.commands.kernels",
+    "make-synthetic": "pgocc.commands.make_synthetic",
     "show-config": "pgocc.commands.show_config",
 }
 

@@ -57,16 +57,31 @@ class KernelConfig:
             _require(impl in names, f"{path}.{op}", f"unknown implementation {impl!r}; available: {', '.join(names)}")
 
 
+FIDELITY_SWITCHES: dict[str, tuple[bool, bool]] = {
+    "anisotropic_sampling": (True, False),
+    "delta_scale_by_origin": (True, False),
+    "roi_at_stage0": (True, False),
+    "transposed_level_weights": (False, True),
+    "shifted_voxel_grid": (False, True),
+    "automask_per_source": (False, True),
+    "randomized_pca": (False, True),
+}
+"""Every fidelity switch of ModelConfig: name -> (value under fidelity 'paper', value under 'released')."""
+
+
 @dataclass(kw_only=True, slots=True)
 class ModelConfig:
-    """The PG-Occ network (ALGORITHM.md §1-§6)."""
+    """The PG-Occ network (ALGORITHM.md §1-§6) and its readout."""
 
     fidelity: Fidelity = "paper"
-    """'paper' implements the paper; 'released' reproduces the authors' released code (configs.released sets every quirk)."""
+    """'paper' implements the paper; 'released' reproduces the authors' released code (ALGORITHM.md §10). It sets
+    every fidelity switch below that is left at None."""
     num_queries: tuple[int, ...] = (4000, 1000, 1000)
     """Gaussians added by each progressive stage (coarse, medium, fine); the stage count is their number."""
+    box_sizes: tuple[float, ...] = (1.6, 0.8, 0.4)
+    """Edge length (m) of the sampling box of the queries added by each stage (one per stage)."""
     embed_dims: int = 256
-    """Query width C."""
+    """Query width C (also the FPN width)."""
     num_heads: int = 8
     """Self-attention heads."""
     num_groups: int = 4
@@ -74,26 +89,140 @@ class ModelConfig:
     num_points: int = 4
     """Sampling points P per group and frame."""
     num_levels: int = 4
-    """FPN levels L."""
+    """FPN levels L (one per backbone stage)."""
     num_frames: int = 8
     """Frames T (current + past)."""
+    num_mix_points: int = 128
+    """Points after AdaptiveMixing's point mixing (P_out)."""
+    ffn_dims: int = 512
+    """Hidden width of the decoder FFN."""
+    head_dims: int = 1024
+    """Hidden width of the Gaussian and open-vocabulary heads."""
+    dropout: float = 0.1
+    """Dropout of the attention probabilities and of the FFN (training only)."""
     ov_dims: int = 512
-    """Width of the open-vocabulary (vision-language) feature of each Gaussian."""
+    """Width of the open-vocabulary (vision-language) feature of each Gaussian; must equal the target maps' D."""
     pc_range: tuple[float, float, float, float, float, float] = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
-    """Region of interest (x_min, y_min, z_min, x_max, y_max, z_max) in metres, ego frame."""
+    """Region of interest (x_min, y_min, z_min, x_max, y_max, z_max) in metres, ego frame; also the Occ3D grid."""
+    backbone_layers: tuple[int, ...] = (3, 4, 6, 3)
+    """Bottleneck blocks per ResNet stage ((3, 4, 6, 3) is ResNet-50; tests use (1, 1, 1, 1))."""
+    backbone_width: int = 64
+    """Width of the ResNet stem and of stage 1's bottlenecks (64 for ResNet-50; tests use 8)."""
+    backbone_weights: str = ""
+    """Local file of ResNet weights in torchvision or mmdet key layout; empty: random initialisation."""
+    frozen_stages: int = 1
+    """ResNet stages frozen with the stem (no gradient); every BatchNorm is in eval mode regardless."""
+    checkpoint_activations: bool = True
+    """Recompute in backward: every trainable bottleneck and the decoder's attention, sampling and mixing."""
+    max_delta: float = 0.4
+    """Largest position update (m) per axis and stage of a Gaussian."""
+    max_scale: float = 6.4
+    """Largest Gaussian scale (standard deviation, m)."""
+    init_depth_max: float = 51.2
+    """Foundation depth is clamped to this (m) for query initialisation and densification."""
+    densify_threshold: float = 0.2
+    """A pixel is densified where the rendered depth lies more than this (m) behind the foundation depth."""
+    voxel_size: float = 0.4
+    """Edge (m) of the occupancy voxels; the grid spans pc_range."""
+    opacity_threshold: float = 0.6
+    """Readout keeps Gaussians with opacity above this."""
+    min_variance: float = 0.0025
+    """Readout keeps Gaussians whose smallest world-axis variance (m²) exceeds this (6·min diag Σ > 0.015)."""
+    density_threshold: float = 0.04
+    """Voxels with Gaussian density at most this are free."""
+    voxel_cutoff: float = 5.0
+    """Mahalanobis radius of each Gaussian's support in the readout (inf: the exact sum of the released voxelizer;
+    5 drops at most 3.7e-6 of a Gaussian's peak, see pgocc.ops.gs2vox)."""
+    anisotropic_sampling: bool | None = None
+    """Sample points c + R(q)(s ⊙ o) with the previous stage's Gaussians (paper) instead of the isotropic box
+    c + box ⊙ o (released). None: as fidelity says."""
+    delta_scale_by_origin: bool | None = None
+    """Scale a query's position update by 1, 1/2, 1/4 by the stage that added it (paper); released applies it
+    unscaled. None: as fidelity says."""
+    roi_at_stage0: bool | None = None
+    """Restrict the stage-0 FPS candidates to pc_range (paper); released uses every valid pixel (sky included).
+    None: as fidelity says."""
+    transposed_level_weights: bool | None = None
+    """Group g of frame t uses the level weights of group (t·G + g) // T (released: weights flattened (g, t) but
+    read (t, g), inherited from SparseBEV; ⌊t/2⌋ at T = 8, G = 4) instead of its own. None: as fidelity says."""
+    shifted_voxel_grid: bool | None = None
+    """Read the field at voxel centres shifted by -voxel_size on every axis (released) instead of the Occ3D centres.
+    None: as fidelity says."""
+    automask_per_source: bool | None = None
+    """Photometric auto-mask: min(warped, identity) per source frame then mean (released) instead of one minimum
+    over both sources' warped and identity errors (Monodepth2). None: as fidelity says."""
+    randomized_pca: bool | None = None
+    """Project the feature targets with torch.pca_lowrank (randomised, released) instead of the exact top
+    eigenvectors of the covariance. None: as fidelity says."""
+
+    def switch(self, name: str) -> bool:
+        """The value of fidelity switch ``name``: its field when set, else what ``fidelity`` implies."""
+        value = getattr(self, name)
+        if value is None:
+            return FIDELITY_SWITCHES[name][0 if self.fidelity == "paper" else 1]
+        return bool(value)
+
+    @property
+    def grid_dims(self) -> tuple[int, int, int]:
+        """Voxels (X, Y, Z) of the occupancy grid spanning pc_range."""
+        lo, hi = self.pc_range[:3], self.pc_range[3:]
+        return tuple(round((b - a) / self.voxel_size) for a, b in zip(lo, hi, strict=True))  # type: ignore[return-value]
 
     def validate(self, path: str = "model") -> None:
         _require(len(self.num_queries) >= 1 and all(q > 0 for q in self.num_queries), f"{path}.num_queries",
                  f"must be one or more positive counts, got {self.num_queries}")
+        _require(len(self.box_sizes) == len(self.num_queries) and all(b > 0 for b in self.box_sizes),
+                 f"{path}.box_sizes", f"must give one positive size per stage ({len(self.num_queries)}), "
+                 f"got {self.box_sizes}")
         _require(self.embed_dims > 0 and self.embed_dims % self.num_groups == 0, f"{path}.embed_dims",
                  f"must be a positive multiple of model.num_groups={self.num_groups}, got {self.embed_dims}")
         _require(self.embed_dims % self.num_heads == 0, f"{path}.num_heads",
                  f"must divide model.embed_dims={self.embed_dims}, got {self.num_heads}")
-        for name in ("num_heads", "num_groups", "num_points", "num_levels", "num_frames", "ov_dims"):
+        for name in ("num_heads", "num_groups", "num_points", "num_levels", "num_frames", "num_mix_points",
+                     "ffn_dims", "head_dims", "ov_dims", "backbone_width"):
             _require(getattr(self, name) > 0, f"{path}.{name}", f"must be > 0, got {getattr(self, name)}")
+        _require(len(self.backbone_layers) == self.num_levels and all(n > 0 for n in self.backbone_layers),
+                 f"{path}.backbone_layers",
+                 f"must give a positive block count for each of the model.num_levels={self.num_levels} stages, "
+                 f"got {self.backbone_layers}")
+        _require(0 <= self.frozen_stages <= self.num_levels, f"{path}.frozen_stages",
+                 f"must be in [0, {self.num_levels}], got {self.frozen_stages}")
+        _require(0.0 <= self.dropout < 1.0, f"{path}.dropout", f"must be in [0, 1), got {self.dropout}")
         lo, hi = self.pc_range[:3], self.pc_range[3:]
         _require(all(a < b for a, b in zip(lo, hi, strict=True)), f"{path}.pc_range",
                  f"each minimum must be below its maximum, got {self.pc_range}")
+        for name in ("max_delta", "max_scale", "init_depth_max", "voxel_size", "min_variance", "voxel_cutoff"):
+            _require(getattr(self, name) > 0, f"{path}.{name}", f"must be > 0, got {getattr(self, name)}")
+        extents = [(b - a) / self.voxel_size for a, b in zip(lo, hi, strict=True)]
+        _require(all(abs(e - round(e)) < 1e-6 for e in extents), f"{path}.voxel_size",
+                 f"must divide every extent of model.pc_range, got {self.voxel_size} for {self.pc_range}")
+
+
+@dataclass(kw_only=True, slots=True)
+class LossConfig:
+    """Training losses (ALGORITHM.md §5): per stage, weighted and summed over the stages."""
+
+    warp_weight: float = 10.0
+    """Temporal photometric depth-warping loss."""
+    feat_mse_weight: float = 10.0
+    """Mean squared error of the rendered features against the PCA-projected vision-language maps."""
+    feat_cos_weight: float = 1.0
+    """1 - mean per-pixel cosine similarity of the same."""
+    depth_silog_weight: float = 0.075
+    """Scale-invariant log depth error against the foundation depth (0.5 · 0.15 in the released code)."""
+    depth_l1_weight: float = 0.425
+    """L1 depth error against the foundation depth (0.5 · 0.85)."""
+    stage_weights: tuple[float, ...] = (1.0, 1.0, 1.0)
+    """Weight of each progressive stage's losses (one per stage of model.num_queries)."""
+    pca_dims: int = 128
+    """The feature losses compare the maps after projection onto this many principal directions of the target."""
+
+    def validate(self, path: str = "loss") -> None:
+        for name in ("warp_weight", "feat_mse_weight", "feat_cos_weight", "depth_silog_weight", "depth_l1_weight"):
+            _require(getattr(self, name) >= 0, f"{path}.{name}", f"must be >= 0, got {getattr(self, name)}")
+        _require(all(w >= 0 for w in self.stage_weights), f"{path}.stage_weights",
+                 f"must be non-negative, got {self.stage_weights}")
+        _require(self.pca_dims > 0, f"{path}.pca_dims", f"must be > 0, got {self.pca_dims}")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -111,6 +240,51 @@ class TrainConfig:
         _require(self.num_steps > 0, f"{path}.num_steps", f"must be > 0, got {self.num_steps}")
         _require(self.seed >= 0, f"{path}.seed", f"must be >= 0, got {self.seed}")
         _require(bool(self.run_root), f"{path}.run_root", "must be a non-empty path")
+
+
+@dataclass(kw_only=True, slots=True)
+class DataConfig:
+    """The dataset and its loader (ALGORITHM.md §1.1, §7; DESIGN.md §5)."""
+
+    dataroot: str = "data/synthetic"
+    """nuScenes-format dataset root holding <version>/*.json (`pgocc make-synthetic --out data/synthetic` writes the
+    default one)."""
+    version: str = "v1.0-synthetic"
+    """nuScenes version: the table folder under the dataroot (v1.0-trainval, v1.0-mini, ...)."""
+    train_split: str = "train"
+    """Scenes to train on: a key of <dataroot>/splits.json if present, else a nuscenes-devkit split name."""
+    val_split: str = "val"
+    """Scenes to evaluate on (same lookup as train_split)."""
+    depth_dir: str = "depth"
+    """Folder of the foundation-depth maps <image stem>.npy|.npz (relative to the dataroot unless absolute)."""
+    feature_dir: str = "features"
+    """Folder of the vision-language feature maps <image stem>.npy|.npz, [D, h, w] (relative to the dataroot)."""
+    labels_dir: str = "gts"
+    """Folder of the Occ3D labels <scene>/<sample token>/labels.npz (relative to the dataroot)."""
+    with_labels: bool = True
+    """Load Occ3D labels (a missing file is an error); false for data without labels."""
+    input_size: tuple[int, int] = (256, 704)
+    """(H, W) of the network input: images are resized to width W and bottom-cropped to H rows."""
+    render_size: tuple[int, int] = (180, 320)
+    """(H, W) of renders, foundation depth and photometric targets (covering each camera's full view)."""
+    train_stride: tuple[int, int] = (4, 8)
+    """Inclusive range of the random stride (in prev-list entries) between past frames in training."""
+    batch_size: int = 1
+    """Samples per batch per process."""
+    num_workers: int = 4
+    """DataLoader worker processes per training process (0 loads in the main process)."""
+
+    def validate(self, path: str = "data") -> None:
+        for name in ("dataroot", "version", "train_split", "val_split", "depth_dir", "feature_dir", "labels_dir"):
+            _require(bool(getattr(self, name)), f"{path}.{name}", "must be non-empty")
+        for name in ("input_size", "render_size"):
+            size = getattr(self, name)
+            _require(len(size) == 2 and all(v > 0 for v in size), f"{path}.{name}",
+                     f"must be two positive sizes (H, W), got {size}")
+        lo, hi = self.train_stride
+        _require(1 <= lo <= hi, f"{path}.train_stride", f"must satisfy 1 <= lo <= hi, got {self.train_stride}")
+        _require(self.batch_size >= 1, f"{path}.batch_size", f"must be >= 1, got {self.batch_size}")
+        _require(self.num_workers >= 0, f"{path}.num_workers", f"must be >= 0, got {self.num_workers}")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -132,8 +306,12 @@ class ExperimentConfig:
     """The network."""
     kernels: KernelConfig = field(default_factory=KernelConfig)
     """The implementation of each hot path."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """Training losses and their weights."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """The run."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """The dataset and its loader."""
     debug: DebugConfig = field(default_factory=DebugConfig)
     """Reproducibility switches."""
 
@@ -141,6 +319,10 @@ class ExperimentConfig:
         """Validate every section; raises ConfigError naming the dotted path of the first bad field."""
         for f in dataclasses.fields(self):
             getattr(self, f.name).validate(f.name)
+        _require(len(self.loss.stage_weights) == len(self.model.num_queries), "loss.stage_weights",
+                 f"must give one weight per stage ({len(self.model.num_queries)}), got {self.loss.stage_weights}")
+        _require(self.loss.pca_dims <= self.model.ov_dims, "loss.pca_dims",
+                 f"must be <= model.ov_dims={self.model.ov_dims}, got {self.loss.pca_dims}")
         if self.debug.deterministic:
             from pgocc import ops
 

@@ -1,0 +1,170 @@
+"""``gs_raster`` as PyTorch ops: ``pgocc::gs_raster_fwd`` and ``pgocc::gs_raster_bwd`` (torch.library.custom_op).
+
+    gs_raster -> pgocc::gs_raster_fwd: _gs_project_fwd_kernel -> bin_gaussians (_gs_bin_emit_kernel, torch.sort)
+                                       -> _gs_composite_fwd_kernel
+    backward  -> pgocc::gs_raster_bwd: _gs_composite_bwd_kernel (atomics into dproj, dfeatures)
+                                       -> _gs_project_bwd_kernel (loops over cameras, no atomics)
+
+The forward op also returns the projection records, the tile offsets and the sorted Gaussian ids, which autograd
+saves for the backward op; their number (intersections) is data-dependent, a dynamic size in the fake function.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+from torch import Tensor
+
+from kernels_triton.gs_raster._bin import bin_gaussians
+from kernels_triton.gs_raster._composite import _gs_composite_bwd_kernel, _gs_composite_fwd_kernel
+from kernels_triton.gs_raster._project import PROJ_STRIDE, TILE, _gs_project_bwd_kernel, _gs_project_fwd_kernel
+
+# Block configurations. On the GPU they are the largest that compile without register spills on sm_90 (ptxas
+# resource report of the AOT-compiled kernels, triton 3.6): the forward holds acc [BLOCK_P, BLOCK_C] in registers;
+# the backward holds g [BLOCK_P, BLOCK_C] split into tf32 hi/lo parts for its two tf32x3 dots, which spills beyond
+# 64 x 32 per 8 warps, so C = 128 takes four channel blocks there (each recomputes alpha). DFEAT_PRECISION is the
+# precision of the feature-gradient dot, the one whose error is not amplified ("tf32": ~3e-4 relative on
+# dfeatures, and room for 64 channels per block). Under the CPU interpreter a program costs ~0.1 s whatever its
+# size and dots are exact, so one program takes a whole tile and every channel.
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+PROJECT_BLOCK = 128
+if INTERPRET:
+    FWD_CONFIG = {"BLOCK_P": 256, "BLOCK_G": 32, "MAX_BLOCK_C": 256, "num_warps": 4}
+    BWD_CONFIG = {"BLOCK_P": 256, "BLOCK_G": 32, "MAX_BLOCK_C": 256, "num_warps": 4, "DFEAT_PRECISION": "tf32x3"}
+else:
+    FWD_CONFIG = {"BLOCK_P": 128, "BLOCK_G": 32, "MAX_BLOCK_C": 128, "num_warps": 8}
+    BWD_CONFIG = {"BLOCK_P": 64, "BLOCK_G": 16, "MAX_BLOCK_C": 32, "num_warps": 8, "DFEAT_PRECISION": "tf32x3"}
+
+
+def _channel_blocks(C: int, max_block: int) -> tuple[int, int]:
+    """(number of channel blocks, BLOCK_C) for C channels; tl.dot needs BLOCK_C >= 16."""
+    if C == 0:
+        return 1, 16
+    n = triton.cdiv(C, max_block)
+    return n, max(16, triton.next_power_of_2(triton.cdiv(C, n)))
+
+
+def _tiles(height: int, width: int) -> tuple[int, int]:
+    return triton.cdiv(width, TILE), triton.cdiv(height, TILE)
+
+
+@torch.library.custom_op("pgocc::gs_raster_fwd", mutates_args=())
+def gs_raster_fwd(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, features: Tensor,
+                  viewmats: Tensor, Ks: Tensor, height: int, width: int, depth_only: bool
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Forward pass; returns (features [V,H,W,C'], depth [V,H,W,1], alpha [V,H,W,1], proj [V,N,8],
+    tile_start [V*tiles+1] int32, gids [I] int32), C' = 0 when ``depth_only``."""
+    N, V = means.shape[0], viewmats.shape[0]
+    C = 0 if depth_only else features.shape[1]
+    tiles_x, tiles_y = _tiles(height, width)
+    dev = means.device
+    proj = torch.empty(V, N, PROJ_STRIDE, dtype=torch.float32, device=dev)
+    rect = torch.empty(V, N, 4, dtype=torch.int32, device=dev)
+    counts = torch.empty(V * N, dtype=torch.int32, device=dev)
+    if N:
+        _gs_project_fwd_kernel[(triton.cdiv(N, PROJECT_BLOCK), V)](
+            means, quats, scales, opacities, viewmats, Ks, proj, rect, counts, N, width, height, tiles_x, tiles_y,
+            BLOCK=PROJECT_BLOCK)
+    tile_start, gids = bin_gaussians(proj, rect, counts, tiles_x, tiles_y)
+    out_feat = torch.empty(V, height, width, C, dtype=means.dtype, device=dev)
+    out_depth = torch.empty(V, height, width, 1, dtype=means.dtype, device=dev)
+    out_alpha = torch.empty(V, height, width, 1, dtype=means.dtype, device=dev)
+    cfg = FWD_CONFIG
+    n_cblocks, block_c = _channel_blocks(C, cfg["MAX_BLOCK_C"])
+    grid = (V * tiles_x * tiles_y, TILE * TILE // cfg["BLOCK_P"], n_cblocks)
+    _gs_composite_fwd_kernel[grid](
+        proj, gids, tile_start, features, out_feat, out_depth, out_alpha, N, C, height, width, tiles_x,
+        tiles_x * tiles_y, BLOCK_P=cfg["BLOCK_P"], BLOCK_G=cfg["BLOCK_G"], BLOCK_C=block_c, HAS_FEAT=C > 0,
+        num_warps=cfg["num_warps"])
+    return out_feat, out_depth, out_alpha, proj, tile_start, gids
+
+
+@gs_raster_fwd.register_fake
+def _(means, quats, scales, opacities, features, viewmats, Ks, height, width, depth_only):
+    N, V = means.shape[0], viewmats.shape[0]
+    C = 0 if depth_only else features.shape[1]
+    tiles_x, tiles_y = _tiles(height, width)
+    n_isect = torch.library.get_ctx().new_dynamic_size()
+    return (means.new_empty(V, height, width, C), means.new_empty(V, height, width, 1),
+            means.new_empty(V, height, width, 1), means.new_empty(V, N, PROJ_STRIDE, dtype=torch.float32),
+            means.new_empty(V * tiles_x * tiles_y + 1, dtype=torch.int32), means.new_empty(n_isect, dtype=torch.int32))
+
+
+@torch.library.custom_op("pgocc::gs_raster_bwd", mutates_args=())
+def gs_raster_bwd(g_feat: Tensor, g_depth: Tensor, g_alpha: Tensor, means: Tensor, quats: Tensor, scales: Tensor,
+                  features: Tensor, viewmats: Tensor, Ks: Tensor, out_feat: Tensor, out_depth: Tensor,
+                  out_alpha: Tensor, proj: Tensor, tile_start: Tensor, gids: Tensor, height: int, width: int,
+                  depth_only: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Backward pass; returns the gradients of (means, quats, scales, opacities, features)."""
+    N, V = means.shape[0], viewmats.shape[0]
+    C = 0 if depth_only else features.shape[1]
+    tiles_x, tiles_y = _tiles(height, width)
+    dev = means.device
+    dproj = torch.zeros(V, N, PROJ_STRIDE, dtype=torch.float32, device=dev)
+    dfeat = torch.zeros(N, C, dtype=torch.float32, device=dev)
+    cfg = BWD_CONFIG
+    n_cblocks, block_c = _channel_blocks(C, cfg["MAX_BLOCK_C"])
+    grid = (V * tiles_x * tiles_y, TILE * TILE // cfg["BLOCK_P"], n_cblocks)
+    _gs_composite_bwd_kernel[grid](
+        proj, gids, tile_start, features, out_feat, out_depth, out_alpha, g_feat, g_depth, g_alpha, dproj, dfeat,
+        N, C, height, width, tiles_x, tiles_x * tiles_y, BLOCK_P=cfg["BLOCK_P"], BLOCK_G=cfg["BLOCK_G"],
+        BLOCK_C=block_c, HAS_FEAT=C > 0, DFEAT_PRECISION=cfg["DFEAT_PRECISION"], num_warps=cfg["num_warps"])
+    dmeans = torch.empty_like(means)
+    dquats = torch.empty_like(quats)
+    dscales = torch.empty_like(scales)
+    dopac = torch.empty(N, dtype=means.dtype, device=dev)
+    if N:
+        _gs_project_bwd_kernel[(triton.cdiv(N, PROJECT_BLOCK),)](
+            means, quats, scales, viewmats, Ks, dproj, dmeans, dquats, dscales, dopac, N, V, width, height,
+            BLOCK=PROJECT_BLOCK)
+    dfeatures = dfeat.to(features.dtype) if C else torch.zeros_like(features)
+    return dmeans, dquats, dscales, dopac, dfeatures
+
+
+@gs_raster_bwd.register_fake
+def _(g_feat, g_depth, g_alpha, means, quats, scales, features, viewmats, Ks, out_feat, out_depth, out_alpha, proj,
+      tile_start, gids, height, width, depth_only):
+    return (torch.empty_like(means), torch.empty_like(quats), torch.empty_like(scales),
+            means.new_empty(means.shape[0]), torch.empty_like(features))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    means, quats, scales, opacities, features, viewmats, Ks, height, width, depth_only = inputs
+    out_feat, out_depth, out_alpha, proj, tile_start, gids = output
+    ctx.save_for_backward(means, quats, scales, features, viewmats, Ks, out_feat, out_depth, out_alpha, proj,
+                          tile_start, gids)
+    ctx.height, ctx.width, ctx.depth_only = height, width, depth_only
+
+
+def _backward(ctx, g_feat, g_depth, g_alpha, _g_proj, _g_tile_start, _g_gids):
+    means, quats, scales, features, viewmats, Ks, out_feat, out_depth, out_alpha, proj, tile_start, gids = (
+        ctx.saved_tensors)
+    # An output that did not reach the loss has no gradient; it contributes zero.
+    g_feat = torch.zeros_like(out_feat) if g_feat is None else g_feat.contiguous()
+    g_depth = torch.zeros_like(out_depth) if g_depth is None else g_depth.contiguous()
+    g_alpha = torch.zeros_like(out_alpha) if g_alpha is None else g_alpha.contiguous()
+    dmeans, dquats, dscales, dopac, dfeat = gs_raster_bwd(
+        g_feat, g_depth, g_alpha, means, quats, scales, features, viewmats, Ks, out_feat, out_depth, out_alpha, proj,
+        tile_start, gids, ctx.height, ctx.width, ctx.depth_only)
+    return dmeans, dquats, dscales, dopac, dfeat, None, None, None, None, None
+
+
+gs_raster_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def gs_raster(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, features: Tensor, viewmats: Tensor,
+              Ks: Tensor, height: int, width: int, depth_only: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Triton Gaussian rasterizer (contract: ``pgocc.ops.gs_raster``); float32 only.
+
+    Returns features [V, H, W, C] ([V, H, W, 0] when ``depth_only``), depth [V, H, W, 1], alpha [V, H, W, 1].
+    The forward pass is deterministic; the backward pass accumulates with fp32 atomics (not bitwise reproducible).
+    One host sync per forward call (the number of tile intersections).
+    """
+    if means.dtype != torch.float32:
+        raise NotImplementedError(f"gs_raster/triton: float32 only, got {means.dtype}; use impl='reference'")
+    out_feat, out_depth, out_alpha, _, _, _ = gs_raster_fwd(
+        means.contiguous(), quats.contiguous(), scales.contiguous(), opacities.contiguous(), features.contiguous(),
+        viewmats.contiguous(), Ks.contiguous(), height, width, depth_only)
+    return out_feat, out_depth, out_alpha

@@ -1,0 +1,104 @@
+"""What the data loader yields per batch: one typed :class:`Batch` (ALGORITHM.md §1.1, §1.4, §5.1, §7).
+
+Glossary of dims (ALGORITHM.md §0):
+    B        samples in the batch (B >= 1)
+    T        frames: t = 0 the current keyframe, t = 1..T-1 past frames of increasing age (default 8)
+    N        cameras, fixed order FRONT, FRONT_RIGHT, FRONT_LEFT, BACK, BACK_LEFT, BACK_RIGHT (6)
+    H_in, W_in   network input size, 256 × 704 for the nuScenes 900 × 1600 images (§7.4)
+    H_r, W_r     render size 180 × 320 (§1.4)
+    D, h, w  vision-language feature width and map size (512 × 27 × 48 for MaskCLIP; 384 × h × w for the
+             synthetic world's MiniLM features at 1/16 of the image)
+    X, Y, Z  Occ3D grid 200 × 200 × 16
+
+Image index within a sample: ``k = N·t + n`` (camera-major inside a frame, frames in increasing age).
+
+Frames: "ego" is the ego frame at the current keyframe's LiDAR timestamp (x forward, y left, z up), which is also the
+Occ3D label frame; camera frames are OpenCV style (x right, y down, z forward). Every matrix is float32, composed in
+float64 on the host from the global poses and cast once (only local, small-translation transforms remain).
+Images are uint8 **BGR** (the channel order the released model was trained with).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(kw_only=True, slots=True)
+class Batch:
+    """One batch of B samples. Field names are stable: the model imports them."""
+
+    images: torch.Tensor
+    """[B, T·N, 3, H_in, W_in] uint8 BGR: the T frames × N cameras resized and cropped by the image transform (§7.4)."""
+    lidar2img: torch.Tensor
+    """[B, T·N, 4, 4] float32: current-keyframe LiDAR frame → pixel (u·z, v·z, z, 1) of image k in the network input,
+    ego-motion compensated for past frames through the global poses, image transform included (§1.4)."""
+    ego2img: torch.Tensor
+    """[B, T·N, 4, 4] float32: ``lidar2img @ ego2lidar``, current ego frame → pixel of image k (§1.4)."""
+    ego2lidar: torch.Tensor
+    """[B, 4, 4] float32: current ego frame → current LiDAR frame (inverse of the keyframe's lidar2ego)."""
+    cam2ego: torch.Tensor
+    """[B, N, 4, 4] float32: static calibration camera → ego of the current cameras; rendering uses its inverse."""
+    render_k: torch.Tensor
+    """[B, N, 3, 3] float32: intrinsics of the H_r × W_r renders covering the full original field of view
+    (row 0 scaled by W_r / W_orig, row 1 by H_r / H_orig)."""
+    depth: torch.Tensor
+    """[B, N, 1, H_r, W_r] float32 metres: foundation (metric) depth of the current cameras, resampled
+    corner-aligned bilinear (§7.3). A model input at inference. 0 where the source gave no depth."""
+    features: torch.Tensor
+    """[B, N, D, h, w] float32: vision-language feature maps of the current cameras (not normalised)."""
+    render_gt: torch.Tensor
+    """[B, 3·N, H_r, W_r, 3] uint8 BGR: current images, then the camera sweep just before, then just after
+    (each N images in camera order), resized to the render size (§5.1). Duplicates of the current images where
+    the scene has no previous/next sweep."""
+    t0_2_x_geo: torch.Tensor
+    """[B, 2·N, 4, 4] float32: current camera n → previous-sweep camera (rows 0..N-1), then → next-sweep camera
+    (rows N..2N-1), ``inverse(cam2global[src]) @ cam2global[cur]``; identity where the sweep is missing (§5.1)."""
+    timestamps: torch.Tensor
+    """[B, T·N] int64 microseconds: capture time of image k."""
+    semantics: torch.Tensor | None
+    """[B, X, Y, Z] uint8 Occ3D labels (0 others … 16 vegetation, 17 free), axes (x, y, z) in the ego frame;
+    None when the dataset has no labels (inference)."""
+    mask_camera: torch.Tensor | None
+    """[B, X, Y, Z] bool: voxels observed by the cameras (Occ3D ``mask_camera``); None without labels."""
+    mask_lidar: torch.Tensor | None
+    """[B, X, Y, Z] bool: voxels observed by the LiDAR (Occ3D ``mask_lidar``); None without labels."""
+    sample_tokens: list[str]
+    """[B] nuScenes sample tokens of the current keyframes."""
+    scene_names: list[str]
+    """[B] scene names (``scene-0001``…)."""
+    filenames: list[list[str]]
+    """[B][T·N] image paths relative to the dataroot, in the order of ``images`` (index k = N·t + n)."""
+
+    @property
+    def batch_size(self) -> int:
+        """B."""
+        return int(self.images.shape[0])
+
+    @property
+    def num_cams(self) -> int:
+        """N."""
+        return int(self.cam2ego.shape[1])
+
+    @property
+    def num_frames(self) -> int:
+        """T."""
+        return int(self.images.shape[1]) // self.num_cams
+
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        values = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            values[f.name] = fn(v) if isinstance(v, torch.Tensor) else v
+        return Batch(**values)
+
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> Batch:
+        """A copy with every tensor on ``device`` (dtypes unchanged; metadata lists shared)."""
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        """A copy with every tensor in pinned host memory (called by ``DataLoader(pin_memory=True)``)."""
+        return self._map(lambda t: t.pin_memory())

@@ -1,0 +1,91 @@
+"""The training objective: every stage's Gaussians rendered and scored by the §5 losses, weighted and summed.
+
+    batch.features ─ per-sample PCA basis V [D, k] ─ targets (F·V, upsampled)
+    stage s: Gaussians, features·V ─ gs_raster (op, with grad) ─ feature image, expected depth (clamped)
+             ─ warp, feat_mse, feat_cos, depth_silog, depth_l1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pgocc.config import KernelConfig, LossConfig, ModelConfig
+from pgocc.data.batch import Batch
+from pgocc.model.geometry import assert_finite
+from pgocc.model.losses import (
+    RENDER_DEPTH_RANGE,
+    depth_losses,
+    feature_losses,
+    pca_basis,
+    project_targets,
+    warping_loss,
+)
+from pgocc.model.render import Renderer
+from pgocc.model.types import Prediction
+
+TERMS = ("warp", "feat_mse", "feat_cos", "depth_silog", "depth_l1")
+"""Loss terms of one stage, reported as ``<term>_<stage>``."""
+
+
+@dataclass(slots=True)
+class LossOutput:
+    """The weighted total and every unweighted term."""
+
+    total: torch.Tensor
+    """Scalar Σ_s stage_weight_s · Σ_term weight_term · term_s (what backward runs on)."""
+    terms: dict[str, torch.Tensor]
+    """Unweighted scalar terms ``<term>_<stage>`` (term in :data:`TERMS`)."""
+
+
+class PGOccLoss(nn.Module):
+    """§5 losses of a :class:`~pgocc.model.types.Prediction` against a batch's self-supervision targets.
+
+    Args:
+        model_cfg: for the fidelity switches ``automask_per_source`` and ``randomized_pca``.
+        loss_cfg: weights and PCA width.
+        kernels: the ``gs_raster`` implementation renders the losses' images.
+        deterministic: refuse non-deterministic implementations.
+    """
+
+    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, kernels: KernelConfig, *,
+                 deterministic: bool = False) -> None:
+        super().__init__()
+        self.cfg = loss_cfg
+        self.per_source = model_cfg.switch("automask_per_source")
+        self.randomized_pca = model_cfg.switch("randomized_pca")
+        self.renderer = Renderer(kernels, deterministic=deterministic)
+        self.weights = {"warp": loss_cfg.warp_weight, "feat_mse": loss_cfg.feat_mse_weight,
+                        "feat_cos": loss_cfg.feat_cos_weight, "depth_silog": loss_cfg.depth_silog_weight,
+                        "depth_l1": loss_cfg.depth_l1_weight}
+
+    def forward(self, pred: Prediction, batch: Batch) -> LossOutput:
+        if len(pred.stages) != len(self.cfg.stage_weights):
+            raise ValueError(f"PGOccLoss: {len(pred.stages)} stages but loss.stage_weights has "
+                             f"{len(self.cfg.stage_weights)}")
+        D = pred.final.features.shape[-1]
+        if batch.features.shape[2] != D:
+            raise ValueError(f"PGOccLoss: batch.features has D={batch.features.shape[2]} channels but the model "
+                             f"predicts {D} (model.ov_dims)")
+        size = (int(batch.depth.shape[-2]), int(batch.depth.shape[-1]))
+        basis = pca_basis(batch.features, self.cfg.pca_dims, randomized=self.randomized_pca)   # [B, D, k] f64
+        target_feat = project_targets(batch.features, basis, size)
+        target_depth = batch.depth[:, :, 0]
+        terms: dict[str, torch.Tensor] = {}
+        total = target_depth.new_zeros(())
+        for s, g in enumerate(pred.stages):
+            feats = torch.einsum("bqd,bdk->bqk", g.features, basis.to(g.features.dtype))
+            image, depth = self.renderer.features_and_depth(g, feats, batch.cam2ego, batch.render_k, size)
+            depth = depth.clamp(*RENDER_DEPTH_RANGE)
+            values = dict(zip(TERMS, (
+                warping_loss(depth, batch.render_gt, batch.render_k, batch.t0_2_x_geo, per_source=self.per_source),
+                *feature_losses(image, target_feat.to(image.dtype)),
+                *depth_losses(depth, target_depth.to(depth.dtype)),
+            ), strict=True))
+            for name, value in values.items():
+                assert_finite(f"loss term {name}_{s}", value)
+                terms[f"{name}_{s}"] = value
+                total = total + self.cfg.stage_weights[s] * self.weights[name] * value
+        return LossOutput(total=total, terms=terms)

@@ -1,0 +1,259 @@
+"""The PG-Occ network: backbone + FPN, query initialisation, three progressive stages with online densification,
+Gaussian and open-vocabulary heads (ALGORITHM.md §1-§3).
+
+    Batch.images ─ ResNet + FPN ─ pyramid L × [B·T·G, N, H_l, W_l, C_g]
+    Batch.depth ─ back-project ─ ego points ─ fps (op) ─ coarse centres (+ fallbacks)
+    for each stage s:
+        s ≥ 1: gs_raster depth-only (op, no grad) of stage s−1 ─ residual-depth mask ─ fps (op) ─ new centres
+        query_embeds[:Q_s] ─ DecoderLayer (dist_attention, aniso_sample, st_fusion ops) ─ heads ─ Gaussians_s
+
+Every hot path is resolved once in ``__init__`` through :func:`pgocc.ops.resolve`.
+
+Host syncs: none in ``forward``. The data-dependent candidate counts of the FPS (valid pixels, densification mask)
+stay on the device: candidates are compacted by a stable sort and passed with their counts as ``lengths``; a stage
+that has too few candidates takes its fallback points through ``torch.where``. (Inside the ops, the ``reference``
+fps reads the lengths and the Triton gs_raster the number of tile intersections on the host.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pgocc import ops
+from pgocc.config import KernelConfig, ModelConfig
+from pgocc.data.batch import Batch
+from pgocc.model.backbone import FPN, FeatureCache, ResNet, load_resnet_weights
+from pgocc.model.decoder import DecoderLayer
+from pgocc.model.geometry import assert_finite, backproject, inside_range, normalize_coords, transform_points
+from pgocc.model.heads import GaussianHead, OVHead, decode_gaussians
+from pgocc.model.render import Renderer
+from pgocc.model.types import Gaussians, Prediction
+
+IMAGE_MEAN = (123.675, 116.28, 103.53)
+"""RGB mean of the ImageNet normalisation (0–255 scale)."""
+IMAGE_STD = (58.395, 57.12, 57.375)
+PAD_MULTIPLE = 32
+"""Images are zero-padded (after normalisation) to a multiple of the coarsest stride."""
+VALID_DEPTH_MAX = 80.0
+"""Foundation depth counts as valid in (0, 80) m (§1.5; after the 51.2 m clamp only > 0 matters)."""
+
+DECODER_OPS = ("dist_attention", "aniso_sample", "st_fusion")
+
+
+class PGOcc(nn.Module):
+    """PG-Occ: predicts each stage's 3D Gaussians from a :class:`~pgocc.data.batch.Batch`.
+
+    Args:
+        cfg: the network (sizes and fidelity switches).
+        kernels: the implementation of every hot path.
+        deterministic: refuse non-deterministic implementations (``debug.deterministic``).
+    """
+
+    def __init__(self, cfg: ModelConfig, kernels: KernelConfig, *, deterministic: bool = False) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_stages = len(cfg.num_queries)
+        impls = {op: ops.resolve(op, getattr(kernels, op), deterministic=deterministic) for op in DECODER_OPS}
+        self._fps: Callable[..., torch.Tensor] = ops.resolve("fps", kernels.fps, deterministic=deterministic)
+        self.renderer = Renderer(kernels, deterministic=deterministic)
+        self.anisotropic = cfg.switch("anisotropic_sampling")
+        self.delta_by_origin = cfg.switch("delta_scale_by_origin")
+        self.roi_at_stage0 = cfg.switch("roi_at_stage0")
+
+        self.backbone = ResNet(cfg.backbone_layers, cfg.backbone_width, cfg.frozen_stages, cfg.checkpoint_activations)
+        if cfg.backbone_weights:
+            load_resnet_weights(self.backbone, cfg.backbone_weights)
+        self.neck = FPN(self.backbone.out_channels, cfg.embed_dims)
+        self.query_embeds = nn.Embedding(sum(cfg.num_queries), cfg.embed_dims)
+        self.layers = nn.ModuleList(DecoderLayer(cfg, impls) for _ in range(self.num_stages))
+        self.gaussian_heads = nn.ModuleList(GaussianHead(cfg.embed_dims, cfg.head_dims)
+                                            for _ in range(self.num_stages))
+        self.ov_heads = nn.ModuleList(OVHead(cfg.embed_dims, cfg.head_dims, cfg.ov_dims)
+                                      for _ in range(self.num_stages))
+        # Per query row: the edge of its sampling box and the stage that added it (fixed for its lifetime, §1.6).
+        self.register_buffer("box_size", torch.cat([torch.full((n,), size) for n, size in zip(
+            cfg.num_queries, cfg.box_sizes, strict=True)]), persistent=False)
+        self.register_buffer("origin_stage", torch.cat([torch.full((n,), float(i)) for i, n in enumerate(
+            cfg.num_queries)]), persistent=False)
+        self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(3, 1, 1), persistent=False)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Image features
+
+    def image_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """uint8 BGR images [M, 3, H, W] → L FPN maps [M, C, H_l, W_l] (padded to a multiple of 32)."""
+        x = (images.flip(1).to(self.image_mean.dtype) - self.image_mean) / self.image_std
+        H, W = x.shape[-2:]
+        x = F.pad(x, (0, -W % PAD_MULTIPLE, 0, -H % PAD_MULTIPLE))
+        return self.neck(self.backbone(x))
+
+    def extract_features(self, images: torch.Tensor, frame_keys: list[list[str]] | None = None,
+                         cache: FeatureCache | None = None) -> list[torch.Tensor]:
+        """FPN maps of all T·N images of each sample: L × [B, T·N, C, H_l, W_l].
+
+        With ``cache`` (inference only), frame t of sample b is looked up under ``frame_keys[b][t]`` (its CAM_FRONT
+        file name); only the frames not cached go through the backbone, and they are cached afterwards.
+
+        Args:
+            images: [B, T·N, 3, H_in, W_in] uint8 BGR.
+            frame_keys: [B][T] frame ids, required with ``cache``.
+            cache: per-frame feature cache.
+        """
+        B, TN = images.shape[:2]
+        if cache is None:
+            maps = self.image_features(images.flatten(0, 1))
+            return [m.unflatten(0, (B, TN)) for m in maps]
+        if self.training:
+            raise RuntimeError("PGOcc.extract_features: the feature cache is for inference; call model.eval()")
+        if frame_keys is None:
+            raise ValueError("PGOcc.extract_features: frame_keys are required with a cache")
+        T = len(frame_keys[0])
+        N = TN // T
+        todo = [(b, t) for b in range(B) for t in range(T) if frame_keys[b][t] not in cache]
+        if todo:
+            fresh = self.image_features(torch.stack([images[b, t * N:(t + 1) * N] for b, t in todo]).flatten(0, 1))
+            for i, (b, t) in enumerate(todo):
+                cache.put(frame_keys[b][t], [m[i * N:(i + 1) * N] for m in fresh])
+        per_frame = [[cache.get(frame_keys[b][t]) for t in range(T)] for b in range(B)]
+        return [torch.stack([torch.cat([per_frame[b][t][lvl] for t in range(T)]) for b in range(B)])
+                for lvl in range(self.cfg.num_levels)]
+
+    def sampling_pyramid(self, maps: list[torch.Tensor], num_frames: int) -> list[torch.Tensor]:
+        """L × [B, T·N, C, H_l, W_l] → L × [B·T·G, N, H_l, W_l, C_g] channels-last, b' = (b·T + t)·G + g (§1.3)."""
+        G = self.cfg.num_groups
+        out = []
+        for m in maps:
+            B, TN, C, H, W = m.shape
+            m = m.view(B, num_frames, TN // num_frames, G, C // G, H, W).permute(0, 1, 3, 2, 5, 6, 4)
+            out.append(m.reshape(B * num_frames * G, TN // num_frames, H, W, C // G))
+        return out
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Query initialisation and densification
+
+    def _select(self, points: torch.Tensor, mask: torch.Tensor, num: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """FPS of ``num`` points among ``points[mask]`` per sample, without a host sync.
+
+        Args:
+            points: [B, M, 3] candidate points in pixel order.
+            mask: [B, M] bool candidates.
+            num: K.
+
+        Returns:
+            ([B, K, 3] selected points, [B] int64 candidate counts). Where a count is below K the selection ran over
+            the first K points of the compacted order and must be replaced by the caller's fallback.
+        """
+        # A stable sort of ~mask keeps the candidates first, in camera-major, row-major pixel order (§1.5 item 4).
+        order = torch.argsort((~mask).to(torch.uint8), dim=1, stable=True)
+        compact = torch.gather(points, 1, order.unsqueeze(-1).expand(-1, -1, 3))
+        count = mask.sum(1)
+        idx = self._fps(compact, count.clamp_min(num), num)
+        return torch.gather(compact, 1, idx.unsqueeze(-1).expand(-1, -1, 3)), count
+
+    # ----------------------------------------------------------------------------------------------------------
+
+    def forward(self, batch: Batch, *, cache: FeatureCache | None = None) -> Prediction:
+        """Predict every stage's Gaussians.
+
+        Args:
+            batch: images, matrices and foundation depth (the depth is a model input, §1.1).
+            cache: optional per-frame feature cache for online inference (model in eval mode).
+        """
+        cfg = self.cfg
+        B, TN = batch.images.shape[:2]
+        N = batch.num_cams
+        T = TN // N
+        if T != cfg.num_frames:
+            raise ValueError(f"PGOcc: batch has {T} frames of {N} cameras but model.num_frames={cfg.num_frames}")
+        image_size = (int(batch.images.shape[-2]), int(batch.images.shape[-1]))
+        frame_keys = [[names[t * N] for t in range(T)] for names in batch.filenames] if cache is not None else None
+        pyramid = self.sampling_pyramid(self.extract_features(batch.images, frame_keys, cache), T)
+        ego2img = batch.ego2img.view(B, T, N, 4, 4)
+
+        # Query initialisation (§1.5): back-projected, clamped foundation depth.
+        depth = batch.depth[:, :, 0].clamp(max=cfg.init_depth_max)                        # [B, N, H_r, W_r]
+        valid = (depth > 0) & (depth < VALID_DEPTH_MAX)
+        cam_points = backproject(depth, batch.render_k)                                    # [B, N, H_r, W_r, 3]
+        ego_points = transform_points(batch.cam2ego, cam_points).flatten(1, 3)            # [B, N·H_r·W_r, 3]
+        lo, hi = cfg.pc_range[:3], cfg.pc_range[3:]
+        roi = inside_range(ego_points, lo, hi, strict=True)
+        valid = valid.flatten(1)
+        total = sum(cfg.num_queries)
+        init, count0 = self._select(ego_points, valid & roi if self.roi_at_stage0 else valid, total)
+        torch._assert_async((count0 >= total).all(),
+                            f"PGOcc: fewer than {total} valid foundation-depth pixels to initialise the queries")
+        positions = init[:, :cfg.num_queries[0]]
+        counts = [count0]
+        candidates = valid & roi
+
+        stages: list[Gaussians] = []
+        for s in range(self.num_stages):
+            Q = sum(cfg.num_queries[:s + 1])
+            if s > 0:
+                new, count, candidates = self._densify(stages[-1], batch, depth, ego_points, candidates, s, init)
+                positions = torch.cat([positions, new], 1)
+                counts.append(count)
+            num_old = Q - cfg.num_queries[s] if s > 0 else 0
+            box = self.box_size[:Q]
+            quats, scales = self._sampling_frames(stages[-1] if s > 0 else None, box, B, num_old)
+            query = self.query_embeds.weight[:Q].unsqueeze(0).expand(B, -1, -1)
+            query = self.layers[s](query, normalize_coords(positions, cfg.pc_range), positions, quats, scales,
+                                   num_old, ego2img, pyramid, image_size)
+            # Gaussians are float32 whatever the autocast dtype of the heads (the rendering ops take one dtype).
+            raw = self.gaussian_heads[s](query).float()
+            assert_finite(f"gaussian head output of stage {s}", raw)
+            delta, g_quats, g_scales, opacities = decode_gaussians(raw, max_delta=cfg.max_delta,
+                                                                   max_scale=cfg.max_scale)
+            if self.delta_by_origin:
+                delta = delta * torch.exp2(-self.origin_stage[:Q]).unsqueeze(-1)
+            features = self.ov_heads[s](query).float()
+            assert_finite(f"open-vocabulary head output of stage {s}", features)
+            positions = positions + delta
+            stages.append(Gaussians(positions, g_quats, g_scales, opacities, features))
+        return Prediction(stages=stages, num_candidates=torch.stack(counts, 1))
+
+    def _sampling_frames(self, prev: Gaussians | None, box: torch.Tensor, batch_size: int, num_old: int
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotation [B, Q, 4] and extents [B, Q, 3] of the sampling points (§2.3 item 2).
+
+        Isotropic box (released, and every query without a previous Gaussian): identity and the box edge on all
+        axes. Anisotropic (paper): the previous stage's rotation and scales for the queries it predicted.
+        """
+        Q = box.shape[0]
+        quats = box.new_tensor([1.0, 0.0, 0.0, 0.0]).expand(batch_size, Q, 4)
+        scales = box.view(1, Q, 1).expand(batch_size, Q, 3)
+        if self.anisotropic and prev is not None:
+            quats = torch.cat([prev.quats, quats[:, num_old:]], 1)
+            scales = torch.cat([prev.scales, scales[:, num_old:]], 1)
+        return quats, scales
+
+    def _densify(self, prev: Gaussians, batch: Batch, depth: torch.Tensor, ego_points: torch.Tensor,
+                 candidates: torch.Tensor, stage: int, init: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """New centres of ``stage`` (§1.6 item 1) from the candidates narrowed by the previous stage's residual mask.
+
+        Args:
+            prev: the previous stage's Gaussians (rendered without gradient).
+            depth: [B, N, H_r, W_r] clamped foundation depth.
+            ego_points: [B, N·H_r·W_r, 3].
+            candidates: [B, N·H_r·W_r] bool, valid & roi & the residual masks of the earlier stages.
+            init: [B, ΣQ, 3] the stage-0 FPS ordering (fallbacks at rows Q_0 + …).
+
+        Returns:
+            ([B, Q_s, 3] new centres, [B] candidate counts, [B, N·H_r·W_r] the narrowed candidates).
+        """
+        cfg = self.cfg
+        with torch.no_grad():
+            rendered = self.renderer.depth(prev, batch.cam2ego, batch.render_k, tuple(depth.shape[-2:]))
+        behind = (rendered - depth) > cfg.densify_threshold                               # ED = 0 never passes
+        candidates = candidates & behind.flatten(1)
+        num = cfg.num_queries[stage]
+        new, count = self._select(ego_points, candidates, num)
+        start = sum(cfg.num_queries[:stage])
+        fallback = init[:, start:start + num]
+        return torch.where((count >= num).view(-1, 1, 1), new, fallback), count, candidates

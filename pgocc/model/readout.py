@@ -1,0 +1,123 @@
+"""Readout: Gaussians → Occ3D labels and per-voxel text similarity (ALGORITHM.md §6).
+
+    Gaussians ─ filters (opacity, range, min variance) ─ sim = features · prototypes ─ gs2vox ─ density, field
+    field ─ group max per label ─ argmax ─ label; density ≤ threshold ─ free
+
+Filtered-out Gaussians get opacity 0 instead of being removed: their weight ``o · exp(…)`` is then exactly 0, so the
+field is the one of the kept set, and no data-dependent count (host sync) is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from pgocc import ops
+from pgocc.config import KernelConfig, ModelConfig
+from pgocc.model.geometry import inside_range, quat_to_rotmat
+from pgocc.model.types import Gaussians
+
+FREE_LABEL = 17
+"""Occ3D label of empty voxels."""
+
+
+def keep_mask(g: Gaussians, lo: Sequence[float], hi: Sequence[float], *, opacity_threshold: float,
+              min_variance: float) -> torch.Tensor:
+    """[B, Q] bool: opacity above the threshold, mean inside [lo, hi] (inclusive), smallest world-axis variance of
+    Σ = R diag(s)² Rᵀ above ``min_variance`` (§6.3)."""
+    rot = quat_to_rotmat(g.quats)
+    diag = (rot.square() * g.scales.square().unsqueeze(-2)).sum(-1)                     # [B, Q, 3] = diag Σ
+    return ((g.opacities > opacity_threshold) & inside_range(g.means, lo, hi, strict=False)
+            & (diag.amin(-1) > min_variance))
+
+
+def merge_labels(scores: torch.Tensor, column_labels: Sequence[int]) -> torch.Tensor:
+    """Occ3D label of the best prompt group: max score within each label's columns, argmax over labels.
+
+    Equals the released softmax → group max → argmax → remap, since softmax is monotonic. Ties go to the smaller
+    label (the released argmax picks the first merged class, whose labels ascend).
+
+    Args:
+        scores: [..., K] per-prompt scores.
+        column_labels: K Occ3D labels, one per prompt column (host data: no device read).
+
+    Returns:
+        [...] int64 labels.
+    """
+    if len(column_labels) != scores.shape[-1]:
+        raise ValueError(f"merge_labels: {len(column_labels)} column labels for {scores.shape[-1]} score columns")
+    labels = sorted(set(column_labels))
+    merged = torch.stack([scores[..., [k for k, c in enumerate(column_labels) if c == lab]].amax(-1)
+                          for lab in labels], -1)
+    return torch.tensor(labels, device=scores.device)[merged.argmax(-1)]
+
+
+def occupancy_labels(density: torch.Tensor, scores: torch.Tensor, column_labels: Sequence[int],
+                     density_threshold: float) -> torch.Tensor:
+    """uint8 labels of a field: :func:`merge_labels`, and ``FREE_LABEL`` where density ≤ the threshold.
+
+    Args:
+        density: [...] Gaussian density.
+        scores: [..., K] density-normalised per-prompt similarity.
+        column_labels: K Occ3D labels, one per prompt column.
+        density_threshold: free below or at this.
+    """
+    labels = merge_labels(scores, column_labels)
+    return torch.where(density > density_threshold, labels, torch.full_like(labels, FREE_LABEL)).to(torch.uint8)
+
+
+class Readout(nn.Module):
+    """Gaussians → Occ3D labels [B, X, Y, Z] uint8, and the per-voxel (or per-point) similarity to text queries.
+
+    Args:
+        cfg: grid (pc_range, voxel_size), filters, density threshold, ``voxel_cutoff`` and the
+            ``shifted_voxel_grid`` fidelity switch.
+        kernels: the ``gs2vox`` implementation.
+        deterministic: refuse non-deterministic implementations.
+    """
+
+    def __init__(self, cfg: ModelConfig, kernels: KernelConfig, *, deterministic: bool = False) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self._gs2vox = ops.resolve("gs2vox", kernels.gs2vox, deterministic=deterministic)
+        self.dims = cfg.grid_dims
+        shift = -cfg.voxel_size if cfg.switch("shifted_voxel_grid") else 0.0
+        self.origin = tuple(v + shift for v in cfg.pc_range[:3])
+        self.upper = tuple(o + n * cfg.voxel_size for o, n in zip(self.origin, self.dims, strict=True))
+
+    def kept_opacities(self, g: Gaussians) -> torch.Tensor:
+        """[B, Q] opacities with every Gaussian the filters reject set to 0 (absent for gs2vox)."""
+        keep = keep_mask(g, self.origin, self.upper, opacity_threshold=self.cfg.opacity_threshold,
+                         min_variance=self.cfg.min_variance)
+        return torch.where(keep, g.opacities, torch.zeros_like(g.opacities))
+
+    def similarity(self, g: Gaussians, text: torch.Tensor, points: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Density and density-normalised similarity of the kept Gaussians to each text embedding.
+
+        Args:
+            g: B samples' Gaussians.
+            text: [K, D] text embeddings (raw dot product with the unnormalised Gaussian features, §6.2).
+            points: [B, M, 3] ego points to evaluate at; None: the voxel grid.
+
+        Returns:
+            density [B, X, Y, Z] (or [B, M]) and similarity [B, X, Y, Z, K] (or [B, M, K]).
+        """
+        sim = torch.einsum("bqd,kd->bqk", g.features, text.to(g.features.dtype))
+        grid = {} if points is not None else {"grid_origin": self.origin, "voxel_size": self.cfg.voxel_size,
+                                              "grid_dims": self.dims}
+        return self._gs2vox(g.means, g.quats, g.scales, self.kept_opacities(g), sim, points,
+                            cutoff=self.cfg.voxel_cutoff, **grid)
+
+    def forward(self, g: Gaussians, prototypes: torch.Tensor, column_labels: Sequence[int]) -> torch.Tensor:
+        """Occ3D labels [B, X, Y, Z] uint8 (17 = free).
+
+        Args:
+            g: the final stage's Gaussians.
+            prototypes: [K, D] prompt embeddings (one per prompt column).
+            column_labels: K Occ3D labels, the label each prompt column votes for (group-max merge, §6.3).
+        """
+        density, field = self.similarity(g, prototypes)
+        return occupancy_labels(density, field, column_labels, self.cfg.density_threshold)

@@ -1,0 +1,90 @@
+"""Reference Gaussian-to-voxel aggregation: every Gaussian at every point, in PyTorch (see ``pgocc.ops.gs2vox``).
+
+Dense over (point, Gaussian) pairs, in chunks of points so that the [B, chunk, N, 3] intermediates stay bounded;
+with gradients enabled each chunk is checkpointed (recomputed in backward), so memory stays bounded there too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from pgocc.ops.gs2vox import DEFAULT_CUTOFF, DENSITY_EPS, grid_spec
+
+PAIRS_PER_CHUNK = 1 << 23
+"""(point, Gaussian) pairs per chunk: 8 M pairs × 3 coordinates × 8 bytes = 200 MB per float64 intermediate."""
+
+
+def rotation_matrices(quats: torch.Tensor) -> torch.Tensor:
+    """[..., 3, 3] rotation of unit-normalised (w, x, y, z) quaternions [..., 4]."""
+    w, x, y, z = (quats / quats.norm(dim=-1, keepdim=True)).unbind(-1)
+    rows = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ]
+    return torch.stack([torch.stack(r, -1) for r in rows], -2)
+
+
+def voxel_centres(origin: Sequence[float], voxel_size: float, dims: Sequence[int], *, dtype: torch.dtype,
+                  device: torch.device) -> torch.Tensor:
+    """[X·Y·Z, 3] centres ``origin + voxel_size·(i + 0.5)``, x slowest, z fastest."""
+    axes = [torch.arange(n, dtype=dtype, device=device) for n in dims]
+    idx = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    return torch.tensor(origin, dtype=dtype, device=device) + voxel_size * (idx + 0.5)
+
+
+def _chunk_sums(pts: torch.Tensor, means: torch.Tensor, rot: torch.Tensor, scales: torch.Tensor,
+                opacities: torch.Tensor, features: torch.Tensor, r2: float, tail: float
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Density [B, P] and unnormalised feature sum [B, P, K] of all Gaussians at points [B, P, 3]."""
+    delta = pts[:, :, None, :] - means[:, None, :, :]                                  # [B, P, N, 3]
+    # Coordinates in the Gaussian's frame, in standard deviations: diag(1/s) Rᵀ (x − μ); d² = |that|².
+    local = torch.einsum("bpni,bnij->bpnj", delta, rot) / scales[:, None]
+    d2 = local.square().sum(-1)                                                          # [B, P, N]
+    inside = (d2 < r2) & (opacities != 0)[:, None, :]
+    w = torch.where(inside, opacities[:, None, :] * (torch.exp(-0.5 * d2) - tail), torch.zeros_like(d2))
+    return w.sum(-1), torch.einsum("bpn,bnk->bpk", w, features)
+
+
+def gs2vox(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
+           features: torch.Tensor, points: torch.Tensor | None = None, grid_origin: Sequence[float] | None = None,
+           voxel_size: float | None = None, grid_dims: Sequence[int] | None = None,
+           cutoff: float = DEFAULT_CUTOFF) -> tuple[torch.Tensor, torch.Tensor]:
+    """Density and density-normalised features on a voxel grid or at query points.
+
+    Args:
+        means: [B, N, 3]. quats: [B, N, 4] (w, x, y, z). scales: [B, N, 3] standard deviations.
+        opacities: [B, N]. features: [B, N, K].
+        points: [B, M, 3] query points, or None for the grid given by grid_origin, voxel_size, grid_dims.
+        cutoff: Mahalanobis radius (``math.inf``: exact sum).
+
+    Returns:
+        density [B, X, Y, Z] / [B, M] and field [B, X, Y, Z, K] / [B, M, K], in the input dtype.
+    """
+    B, N, K = features.shape
+    grid = grid_spec(points, grid_origin, voxel_size, grid_dims)
+    if grid is not None:
+        origin, size, dims = grid
+        pts = voxel_centres(origin, size, dims, dtype=means.dtype, device=means.device).expand(B, -1, 3)
+    else:
+        pts = points
+    r2, tail = cutoff * cutoff, math.exp(-0.5 * cutoff * cutoff)
+    rot = rotation_matrices(quats)
+    step = max(1, PAIRS_PER_CHUNK // max(1, B * N))
+    recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (means, quats, scales, opacities, features))
+    dens, sums = [], []
+    for chunk in pts.split(step, dim=1):
+        args = (chunk, means, rot, scales, opacities, features, r2, tail)
+        d, s = checkpoint(_chunk_sums, *args, use_reentrant=False) if recompute else _chunk_sums(*args)
+        dens.append(d)
+        sums.append(s)
+    density = torch.cat(dens, 1) if dens else pts.new_zeros(B, 0)
+    field = (torch.cat(sums, 1) if sums else pts.new_zeros(B, 0, K)) / density.clamp_min(DENSITY_EPS)[..., None]
+    if grid is not None:
+        density = density.reshape(B, *grid[2])
+        field = field.reshape(B, *grid[2], K)
+    return density, field

@@ -1,0 +1,119 @@
+"""fps: identical indices to the reference (random points, exact ties, K = N, K = 1, ragged rows), both kernel
+designs, compile, bad input.
+
+On CPU the Triton kernels run under TRITON_INTERPRET=1 (the one-launch-per-iteration design only: the persistent
+kernel spins on other CTAs, which a sequential interpreter cannot run); with a GPU both designs run natively on the
+"gpu" cases.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pgocc import ops
+from pgocc.ops._contract import Case
+from tests.conftest import HAS_GPU, case_ids, parity_cases
+
+OP = "fps"
+spec = ops.contract(OP)
+KERNELS = [name for name in ops.available(OP) if name != "reference"]
+DESIGNS = ["persistent", "step"] if HAS_GPU else ["step"]
+
+
+def assert_equal(out: torch.Tensor, ref: torch.Tensor) -> None:
+    """Indices must be identical; report the first difference."""
+    assert out.shape == ref.shape and out.dtype == ref.dtype, f"{out.shape}/{out.dtype} vs {ref.shape}/{ref.dtype}"
+    diff = (out.cpu() != ref.cpu()).nonzero()
+    if len(diff):
+        b, k = (int(v) for v in diff[0])
+        raise AssertionError(f"fps: {len(diff)} indices differ; first at row {b}, sample {k}: "
+                             f"{int(out[b, k])} vs reference {int(ref[b, k])}")
+
+
+def launch(design: str, points: torch.Tensor, lengths: torch.Tensor, num_samples: int) -> torch.Tensor:
+    from kernels_triton.fps import fps_launch
+
+    return fps_launch(points, lengths, num_samples, persistent=design == "persistent")
+
+
+@pytest.mark.parametrize("impl", KERNELS)
+@pytest.mark.parametrize("case", parity_cases(OP), ids=case_ids(parity_cases(OP)))
+def test_matches_reference(impl: str, case: Case, device: torch.device, seed: int) -> None:
+    inputs = spec.make_inputs(case, device=device, seed=seed)
+    assert_equal(ops.resolve(OP, impl)(**inputs), ops.resolve(OP, "reference")(**inputs))
+
+
+@pytest.mark.gpu  # on CPU the registry's "triton" is the step design, covered by test_matches_reference
+@pytest.mark.parametrize("design", ["persistent", "step"])
+@pytest.mark.parametrize("case", parity_cases(OP), ids=case_ids(parity_cases(OP)))
+def test_each_design_matches_reference(design: str, case: Case, device: torch.device, seed: int) -> None:
+    inputs = spec.make_inputs(case, device=device, seed=seed)
+    assert_equal(launch(design, **inputs), ops.resolve(OP, "reference")(**inputs))
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+def test_float64(design: str, device: torch.device, seed: int) -> None:
+    case = parity_cases(OP)[0]
+    inputs = spec.make_inputs(case, device=device, dtype=torch.float64, seed=seed)
+    assert_equal(launch(design, **inputs), ops.resolve(OP, "reference")(**inputs))
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+def test_ties_go_to_the_lowest_index(design: str, device: torch.device) -> None:
+    # After 0: points 1, 2, 3 all at distance 1 -> 1; then 2 and 3 both at distance 1 -> 2; then 3.
+    # The same pattern across the chunk boundary of every CTA: far points repeated at high indices.
+    pts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0]])
+    assert launch(design, pts[None].to(device), torch.tensor([4], device=device), 4).tolist() == [[0, 1, 2, 3]]
+    far = torch.zeros(1, 300, 3)
+    far[0, 7] = far[0, 150] = far[0, 299] = torch.tensor([5.0, 5.0, 5.0])
+    far[0, 40] = far[0, 260] = torch.tensor([-5.0, -5.0, -5.0])
+    out = launch(design, far.to(device), torch.tensor([300], device=device), 3)
+    assert out.tolist() == [[0, 7, 40]]
+    assert_equal(out, ops.resolve(OP, "reference")(far, torch.tensor([300]), 3))
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+def test_row_lengths_are_respected(design: str, device: torch.device, seed: int) -> None:
+    """Points beyond a row's length are never selected, even when they are the farthest."""
+    g = torch.Generator().manual_seed(seed)
+    pts = torch.rand(2, 90, 3, generator=g)
+    pts[:, 60:] += 100.0
+    lengths = torch.tensor([60, 90])
+    out = launch(design, pts.to(device), lengths.to(device), 10).cpu()
+    assert int(out[0].max()) < 60 and int(out[1].max()) >= 60
+    assert_equal(out, ops.resolve(OP, "reference")(pts, lengths, 10))
+
+
+@pytest.mark.parametrize("impl", KERNELS)
+def test_compiles_fullgraph(impl: str, device: torch.device, seed: int) -> None:
+    inputs = spec.make_inputs(spec.CASES["cpu"][0], device=device, seed=seed)
+    fn = ops.resolve(OP, impl)
+    compiled = torch.compile(lambda p, n: torch.gather(p, 1, fn(p, n, 8)[..., None].expand(-1, -1, 3)),
+                             fullgraph=True)
+    got = compiled(inputs["points"], inputs["lengths"])
+    want = torch.gather(inputs["points"], 1, ops.resolve(OP, "reference")(inputs["points"], inputs["lengths"], 8)
+                        [..., None].expand(-1, -1, 3))
+    assert torch.equal(got, want)
+
+
+@pytest.mark.skipif(HAS_GPU, reason="a failed device assert would poison the CUDA context of the test session")
+@pytest.mark.parametrize("impl", KERNELS)
+def test_short_row_is_an_error(impl: str) -> None:
+    with pytest.raises(RuntimeError, match="lengths"):
+        ops.resolve(OP, impl)(torch.zeros(2, 10, 3), torch.tensor([10, 3]), 4)
+
+
+@pytest.mark.parametrize("impl", ops.available(OP))
+@pytest.mark.parametrize(("args", "message"), [
+    ((torch.zeros(1, 0, 3), torch.tensor([0]), 1), "N = 0"),
+    ((torch.zeros(1, 10, 3), torch.tensor([10]), 11), "num_samples=11 exceeds the 10 points"),
+    ((torch.zeros(1, 10, 3), torch.tensor([10]), 0), "num_samples must be an int >= 1"),
+    ((torch.zeros(1, 10, 2), torch.tensor([10]), 4), r"points must be \[B, N, 3\]"),
+    ((torch.zeros(1, 10, 3), torch.tensor([10], dtype=torch.int32), 4), "lengths must have dtype"),
+    ((torch.zeros(2, 10, 3), torch.tensor([10]), 4), r"lengths must be \[2\]"),
+    ((torch.zeros(1, 10, 3, dtype=torch.float16), torch.tensor([10]), 4), "points must have dtype"),
+])
+def test_bad_input_names_the_argument(impl: str, args: tuple, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ops.resolve(OP, impl)(*args)

@@ -1,0 +1,184 @@
+"""The §5 loss terms against hand-computed values on tiny inputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pgocc.model.losses import (
+    IDENTITY_NOISE,
+    depth_losses,
+    feature_losses,
+    pca_basis,
+    photometric_error,
+    project_targets,
+    ssim_error,
+    warp_image,
+    warping_loss,
+)
+
+
+def test_ssim_error_of_constant_images_matches_the_closed_form() -> None:
+    a = torch.full((1, 3, 4, 5), 0.2, dtype=torch.float64)
+    b = torch.full((1, 3, 4, 5), 0.6, dtype=torch.float64)
+    c1, c2 = 0.01**2, 0.03**2
+    # constant images: zero variances and covariance, so SSIM = (2 μa μb + C1) C2 / ((μa² + μb² + C1) C2)
+    ssim = (2 * 0.2 * 0.6 + c1) * c2 / ((0.2**2 + 0.6**2 + c1) * c2)
+    assert torch.allclose(ssim_error(a, b), torch.full_like(a, (1 - ssim) / 2), rtol=1e-12)
+    pe = photometric_error(a, b)
+    assert pe.shape == (1, 4, 5)
+    assert torch.allclose(pe, torch.full_like(pe, 0.85 * (1 - ssim) / 2 + 0.15 * 0.4), rtol=1e-12)
+    assert float(photometric_error(a, a).abs().max()) == 0.0
+
+
+def test_ssim_error_uses_reflection_padded_3x3_means() -> None:
+    a = torch.rand(2, 1, 3, 4, dtype=torch.float64)
+    b = torch.rand(2, 1, 3, 4, dtype=torch.float64)
+    pa, pb = F.pad(a, (1, 1, 1, 1), mode="reflect"), F.pad(b, (1, 1, 1, 1), mode="reflect")
+    i, j = 1, 0                                     # one output pixel, by the definition
+    wa, wb = pa[:, 0, i:i + 3, j:j + 3].flatten(1), pb[:, 0, i:i + 3, j:j + 3].flatten(1)
+    ma, mb = wa.mean(1), wb.mean(1)
+    va, vb = (wa * wa).mean(1) - ma**2, (wb * wb).mean(1) - mb**2
+    cov = (wa * wb).mean(1) - ma * mb
+    ssim = (2 * ma * mb + 1e-4) * (2 * cov + 9e-4) / ((ma**2 + mb**2 + 1e-4) * (va + vb + 9e-4))
+    assert torch.allclose(ssim_error(a, b)[:, 0, i, j], ((1 - ssim) / 2).clamp(0, 1), rtol=1e-10)
+
+
+def _plane_scene(shift_px: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A fronto-parallel plane at 4 m seen by a camera whose source view is moved 0.5 m to the right: the source
+    image is the target shifted by ``fx · 0.5 / 4`` = ``shift_px`` pixels. Returns (target, source, K, T)."""
+    H, W, Z = 12, 16, 4.0
+    fx = shift_px * Z / 0.5
+    K = torch.tensor([[fx, 0, 7.5], [0, fx, 5.5], [0, 0, 1]], dtype=torch.float64)
+    T = torch.eye(4, dtype=torch.float64)
+    T[0, 3] = -0.5                                   # target camera → source camera: x_s = x_t − 0.5
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W + shift_px, dtype=torch.float64),
+                          indexing="ij")
+    texture = torch.stack([0.5 + 0.4 * torch.sin(0.9 * u + 0.4 * v), 0.5 + 0.4 * torch.cos(0.7 * u - 0.5 * v),
+                           0.5 + 0.3 * torch.sin(0.3 * u * v / 4)])           # [3, H, W + shift]
+    target = texture[:, :, :W]
+    source = texture[:, :, shift_px:]                                          # s(u) = f(u + shift)
+    return target, source, K, T
+
+
+def test_warp_image_with_the_true_depth_reproduces_the_target() -> None:
+    target, source, K, T = _plane_scene(shift_px=2)
+    warped = warp_image(source[None], torch.full((1, 12, 16), 4.0, dtype=torch.float64), K[None], T[None])
+    # u_s = u_t − 2: exact for u_t >= 2; the first two columns clamp to the source border
+    assert torch.allclose(warped[0, :, :, 2:], target[:, :, 2:], atol=1e-9)
+    assert torch.allclose(warped[0, :, :, :2], source[:, :, :1].expand(-1, -1, 2), atol=1e-9)
+
+
+def _warping_batch(depth_value: float, static: bool = False) -> dict:
+    target, source, K, T = _plane_scene(shift_px=2)
+    if static:
+        source, T = target, torch.eye(4, dtype=torch.float64)
+    N = 1
+    images = torch.stack([target, source, source]).permute(0, 2, 3, 1)          # [3N, H, W, 3], prev = next
+    images = (images * 255).round().to(torch.uint8).unsqueeze(0)
+    return {"depth": torch.full((1, N, 12, 16), depth_value, dtype=torch.float64), "images": images,
+            "intrinsics": K.view(1, 1, 3, 3), "cur_to_src": T.expand(1, 2, 4, 4).contiguous()}
+
+
+@pytest.mark.parametrize("per_source", [True, False])
+def test_warping_loss_is_zero_for_a_static_scene(per_source: bool) -> None:
+    loss = warping_loss(**_warping_batch(4.0, static=True), per_source=per_source)
+    assert abs(float(loss)) < 5 * IDENTITY_NOISE
+
+
+@pytest.mark.parametrize("per_source", [True, False])
+def test_warping_loss_is_small_for_the_true_depth_and_larger_for_a_wrong_one(per_source: bool) -> None:
+    right = float(warping_loss(**_warping_batch(4.0), per_source=per_source))
+    # with the true depth only the two border columns (and their SSIM neighbours) and uint8 rounding remain:
+    # ~3 of 16 columns at an error of ~0.3
+    assert right < 0.06
+    for wrong_depth in (2.0, 3.0, 5.0, 8.0):
+        assert float(warping_loss(**_warping_batch(wrong_depth), per_source=per_source)) > 1.5 * right
+
+
+def test_warping_automask_per_source_versus_joint_minimum() -> None:
+    """Prev source perfect after warping, next source perfect without warping: the joint minimum is ~0 everywhere,
+    the per-source mean keeps half of each source's error."""
+    target, source, K, T = _plane_scene(shift_px=2)
+    images = torch.stack([target, source, target]).permute(0, 2, 3, 1)
+    images = (images * 255).round().to(torch.uint8).unsqueeze(0)
+    depth = torch.full((1, 1, 12, 16), 4.0, dtype=torch.float64)
+    cur_to_src = torch.stack([T, torch.eye(4, dtype=torch.float64)]).unsqueeze(0)
+    kw = {"depth": depth, "images": images, "intrinsics": K.view(1, 1, 3, 3), "cur_to_src": cur_to_src}
+    joint = float(warping_loss(**kw, per_source=False))
+    per_source = float(warping_loss(**kw, per_source=True))
+    warped_prev = warp_image(images[:, 1].permute(0, 3, 1, 2).double() / 255, depth[:, 0], K[None], T[None])
+    cur = images[:, 0].permute(0, 3, 1, 2).double() / 255
+    prev = images[:, 1].permute(0, 3, 1, 2).double() / 255
+    expected = 0.5 * torch.minimum(photometric_error(warped_prev, cur), photometric_error(prev, cur)).mean()
+    assert joint < 5 * IDENTITY_NOISE
+    assert per_source == pytest.approx(float(expected), abs=5 * IDENTITY_NOISE)
+    assert per_source > 0.01
+
+
+def test_feature_losses_by_hand() -> None:
+    pred = torch.tensor([[1.0, 0.0], [0.0, 0.0], [3.0, 4.0]], dtype=torch.float64)
+    target = torch.tensor([[1.0, 1.0], [2.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    mse, cos = feature_losses(pred, target)
+    assert float(mse) == pytest.approx((0 + 1 + 4 + 0 + 9 + 16) / 6)
+    # pixels 1 (zero prediction) and 2 (zero target) are skipped; pixel 0 has cosine 1/√2
+    assert float(cos) == pytest.approx(1 - 1 / math.sqrt(2))
+    _, cos_none = feature_losses(torch.zeros(2, 3), torch.ones(2, 3))
+    assert float(cos_none) == 1.0
+
+
+def test_feature_cosine_gradient_is_finite_at_uncovered_pixels() -> None:
+    pred = torch.tensor([[0.0, 0.0], [1.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    _, cos = feature_losses(pred, torch.tensor([[1.0, 0.0], [2.0, 1.0]], dtype=torch.float64))
+    cos.backward()
+    assert bool(torch.isfinite(pred.grad).all()) and float(pred.grad[0].abs().sum()) == 0.0
+
+
+def test_depth_losses_by_hand() -> None:
+    pred = torch.tensor([[2.0, 4.0, 7.0, 9.0]], dtype=torch.float64)
+    target = torch.tensor([[1.0, 4.0, 0.0, 60.0]], dtype=torch.float64)          # last two outside (0.1, 51.2)
+    silog, l1 = depth_losses(pred, target)
+    d = torch.tensor([math.log(2.0), 0.0], dtype=torch.float64)
+    expected = 10 * math.sqrt(float((d**2).mean() - 0.85 * d.mean() ** 2))
+    assert float(silog) == pytest.approx(expected, rel=1e-12)
+    assert float(l1) == pytest.approx(0.5, rel=1e-12)
+
+
+def test_depth_losses_average_per_sample() -> None:
+    pred = torch.tensor([[2.0, 2.0], [3.0, 1.0]], dtype=torch.float64)
+    target = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)         # sample 0 has one valid pixel
+    _, l1 = depth_losses(pred, target)
+    assert float(l1) == pytest.approx((1.0 + 1.0) / 2)
+
+
+def _features_with_known_axes(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    D, k = 12, 3
+    axes = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))[0]
+    coeff = torch.randn(2 * 4 * 5 * 6, D, generator=g, dtype=torch.float64) * torch.logspace(1, -2, D,
+                                                                                             dtype=torch.float64)
+    x = coeff @ axes.T + 3.0                                                   # an offset the PCA must centre away
+    return x.view(1, 2, 4, 5, 6, D).permute(0, 1, 5, 2, 3, 4)[:, :, :, 0], axes[:, :k]
+
+
+@pytest.mark.parametrize("randomized", [False, True])
+def test_pca_basis_spans_the_leading_axes(randomized: bool) -> None:
+    feats, axes = _features_with_known_axes(0)                                 # [1, 2, 12, 4, 5]
+    basis = pca_basis(feats.float(), 3, randomized=randomized)
+    assert basis.shape == (1, 12, 3) and basis.dtype == torch.float64
+    assert torch.allclose(basis[0].T @ basis[0], torch.eye(3, dtype=torch.float64), atol=1e-10)
+    # the same subspace: the projection matrices agree
+    assert torch.allclose(basis[0] @ basis[0].T, axes @ axes.T, atol=0.05)
+
+
+def test_project_targets_is_an_uncentred_projection_then_bilinear_upsampling() -> None:
+    feats = torch.randn(1, 2, 4, 3, 5, dtype=torch.float64)
+    basis = torch.linalg.qr(torch.randn(1, 4, 2, dtype=torch.float64))[0]
+    out = project_targets(feats, basis, (6, 10))
+    assert out.shape == (1, 2, 6, 10, 2)
+    direct = torch.einsum("ndhw,dk->nkhw", feats[0], basis[0])
+    up = F.interpolate(direct, size=(6, 10), mode="bilinear", align_corners=False)
+    assert torch.allclose(out[0], up.permute(0, 2, 3, 1), atol=1e-12)
