@@ -16,6 +16,7 @@ from pgocc.errors import PgoccError
 COMMANDS: dict[str, str] = {
     "check-kernels": "pgocc.commands.check_kernels",
     "convert-checkpoint": "pgocc.commands.convert_checkpoint",
+    "infer": "pgocc.commands.infer",
     "kernels": "pgocc.commands.kernels",
     "make-synthetic": "pgocc.commands.make_synthetic",
     "show-config": "pgocc.commands.show_config",

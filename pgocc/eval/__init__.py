@@ -1,0 +1,5 @@
+"""Evaluation: occupancy metrics (ALGORITHM.md §8)."""
+
+from pgocc.eval.metrics import EVAL_CLASSES, OccupancyMIoU, OccupancyScores, confusion_matrix
+
+__all__ = ["EVAL_CLASSES", "OccupancyMIoU", "OccupancyScores", "confusion_matrix"]

@@ -1,0 +1,108 @@
+"""Occ3D mIoU / geometric IoU (pgocc.eval.metrics) against confusion matrices and IoUs worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pgocc.eval.metrics import EVAL_CLASSES, OccupancyMIoU, confusion_matrix
+
+CAR, ROAD, OTHERS, OTHER_FLAT, MANMADE, FREE = 4, 11, 0, 12, 15, 17
+
+
+def test_eval_classes_drop_others_other_flat_and_free() -> None:
+    assert EVAL_CLASSES == (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)
+
+
+def test_confusion_matrix_counts_rows_gt_columns_pred_inside_the_mask() -> None:
+    gt = np.array([CAR, CAR, CAR, ROAD, ROAD, FREE, FREE, CAR], np.uint8)
+    pred = np.array([CAR, ROAD, FREE, ROAD, ROAD, CAR, FREE, FREE], np.uint8)
+    mask = np.array([1, 1, 1, 1, 1, 1, 1, 0], bool)  # the last voxel (a missed car) is not seen by any camera
+    c = confusion_matrix(pred, gt, mask)
+    expected = np.zeros((18, 18), np.int64)
+    expected[CAR, CAR] = 1
+    expected[CAR, ROAD] = 1
+    expected[CAR, FREE] = 1
+    expected[ROAD, ROAD] = 2
+    expected[FREE, CAR] = 1
+    expected[FREE, FREE] = 1
+    np.testing.assert_array_equal(c, expected)
+    assert confusion_matrix(pred, gt)[CAR, FREE] == 2  # without a mask the unseen voxel counts
+
+
+def test_scores_of_one_sample_by_hand() -> None:
+    # A 2×2×2 scene. gt: 3 car, 2 road, 3 free; pred gets 2 cars right, calls one car road, one road free,
+    # and hallucinates a car in free space. mask keeps every voxel.
+    gt = np.array([CAR, CAR, CAR, ROAD, ROAD, FREE, FREE, FREE], np.uint8).reshape(2, 2, 2)
+    pred = np.array([CAR, CAR, ROAD, ROAD, FREE, CAR, FREE, FREE], np.uint8).reshape(2, 2, 2)
+    m = OccupancyMIoU()
+    m.update(pred, gt, np.ones_like(gt, bool))
+    s = m.compute()
+    # car: TP 2, FP 1 (the free voxel), FN 1 (called road) -> 2/4. road: TP 1, FP 1, FN 1 -> 1/3.
+    assert s.per_class_iou[CAR] == pytest.approx(0.5)
+    assert s.per_class_iou[ROAD] == pytest.approx(1 / 3)
+    # free: TP 2, FP 1 (road called free), FN 1 (free called car) -> 2/4; it is not averaged.
+    assert s.per_class_iou[FREE] == pytest.approx(0.5)
+    assert math.isnan(s.per_class_iou[MANMADE])  # neither in gt nor predicted
+    assert s.miou == pytest.approx((0.5 + 1 / 3) / 2)
+    # occupied: gt 5, pred 5, both occupied 4 (2 car, car->road, road->road) -> 4 / (5 + 5 - 4)
+    assert s.geometric_iou == pytest.approx(4 / 6)
+    assert (s.voxels, s.samples) == (8, 1)
+
+
+def test_predicted_class_absent_from_gt_scores_zero_and_others_other_flat_are_not_averaged() -> None:
+    gt = np.array([CAR, CAR, OTHERS, OTHER_FLAT, FREE], np.uint8)
+    pred = np.array([CAR, CAR, OTHERS, OTHER_FLAT, MANMADE], np.uint8)
+    m = OccupancyMIoU()
+    m.update(pred, gt, None)
+    s = m.compute()
+    assert s.per_class_iou[OTHERS] == 1.0 and s.per_class_iou[OTHER_FLAT] == 1.0
+    assert s.per_class_iou[MANMADE] == 0.0  # predicted, never in gt: union 1, TP 0
+    assert s.miou == pytest.approx((1.0 + 0.0) / 2)  # car and manmade only
+    assert s.geometric_iou == pytest.approx(4 / 5)
+
+
+def test_accumulates_over_samples_before_dividing() -> None:
+    # Sample 1: 1 car voxel right. Sample 2: 3 car voxels missed. Pooled: 1 / 4, not the mean of 1 and 0.
+    m = OccupancyMIoU()
+    m.update(np.array([CAR]), np.array([CAR]), np.array([True]))
+    m.update(np.full(3, FREE), np.full(3, CAR), np.ones(3, bool))
+    s = m.compute()
+    assert s.per_class_iou[CAR] == pytest.approx(0.25)
+    assert s.miou == pytest.approx(0.25)
+    assert s.samples == 2
+    np.testing.assert_array_equal(m.confusion.sum(), 4)
+
+
+def test_all_free_gives_nan_and_json_null() -> None:
+    m = OccupancyMIoU()
+    m.update(np.full(6, FREE, np.uint8), np.full(6, FREE, np.uint8), np.ones(6, bool))
+    s = m.compute()
+    assert math.isnan(s.miou) and math.isnan(s.geometric_iou)
+    d = s.as_dict()
+    assert d["miou"] is None and d["geometric_iou"] is None and d["per_class_iou"]["free"] == 1.0
+
+
+def test_matches_a_brute_force_definition_on_random_labels(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    gt = rng.integers(0, 18, (20, 20, 4))
+    pred = rng.choice([1, 4, 11, 15, 17], (20, 20, 4))
+    mask = rng.random((20, 20, 4)) < 0.7
+    m = OccupancyMIoU()
+    m.update(pred, gt, mask)
+    s = m.compute()
+    g, p = gt[mask], pred[mask]
+    for c in range(18):
+        tp, union = np.sum((g == c) & (p == c)), np.sum((g == c) | (p == c))
+        assert (math.isnan(s.per_class_iou[c]) if union == 0 else s.per_class_iou[c] == pytest.approx(tp / union))
+    occ_g, occ_p = g < 17, p < 17
+    assert s.geometric_iou == pytest.approx(np.sum(occ_g & occ_p) / np.sum(occ_g | occ_p))
+
+
+def test_bad_inputs_raise() -> None:
+    with pytest.raises(ValueError, match="one shape"):
+        confusion_matrix(np.zeros(3, np.uint8), np.zeros(4, np.uint8))
+    with pytest.raises(ValueError, match="pred labels must be in 0..17"):
+        confusion_matrix(np.full(3, 18), np.zeros(3, np.uint8))
