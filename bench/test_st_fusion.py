@@ -48,7 +48,9 @@ def _adamix_inputs(case: Case, dtype: torch.dtype) -> dict:
             "w_out": randn(D_MODEL, n_out, scale=n_out**-0.5), "b_out": randn(D_MODEL, scale=0.0)}
 
 
-MODES = [("fwd", torch.bfloat16), ("fwd_bwd", torch.bfloat16), ("fwd", torch.float32)]
+# The op alone in bf16; AdaptiveMixing also in float32 forward (the anchor's torch figure is 7.2 ms there).
+MODES = [("fwd", torch.bfloat16), ("fwd_bwd", torch.bfloat16)]
+ADAMIX_MODES = [*MODES, ("fwd", torch.float32)]
 
 
 @pytest.mark.parametrize("impl", ops.available(OP))
@@ -65,7 +67,7 @@ def test_st_fusion(gpu_bench: Callable[..., dict], case: Case, impl: str, mode: 
 
 @pytest.mark.parametrize("impl", ops.available(OP))
 @pytest.mark.parametrize("case", spec.CASES["bench"], ids=[c.id for c in spec.CASES["bench"]])
-@pytest.mark.parametrize("mode,dtype", MODES, ids=[f"{m}-{str(d)[6:]}" for m, d in MODES])
+@pytest.mark.parametrize("mode,dtype", ADAMIX_MODES, ids=[f"{m}-{str(d)[6:]}" for m, d in ADAMIX_MODES])
 def test_adaptive_mixing(gpu_bench: Callable[..., dict], case: Case, impl: str, mode: str,
                          dtype: torch.dtype) -> None:
     inputs = _adamix_inputs(case, dtype)

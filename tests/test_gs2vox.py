@@ -100,6 +100,17 @@ def test_deterministic(impl: str, device: torch.device, seed: int) -> None:
 
 
 @pytest.mark.parametrize("impl", KERNELS)
+def test_inference_path_equals_autograd_path(impl: str, device: torch.device, seed: int) -> None:
+    """Eager inference may bypass the custom op (dispatch cost); it must give bit-identical outputs."""
+    inputs = spec.make_inputs(spec.CASES["cpu"][-1], device=device, seed=seed)
+    with torch.no_grad():
+        plain = ops.resolve(OP, impl)(**inputs)
+    tracked = ops.resolve(OP, impl)(**leaves(inputs, torch.float32))
+    for a, b in zip(plain, tracked, strict=True):
+        assert torch.equal(a, b.detach())
+
+
+@pytest.mark.parametrize("impl", KERNELS)
 def test_absent_gaussians(impl: str, device: torch.device, seed: int) -> None:
     """Opacity 0 removes a Gaussian: the outputs equal those without it, and its gradients are exactly 0."""
     case = Case("tiny", {"B": 1, "N": 4, "K": 2, "grid": (6, 5, 4), "voxel": 0.4, "origin": (-1.2, -1.0, -0.8)})

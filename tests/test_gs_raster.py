@@ -159,8 +159,9 @@ def test_triton_compiles_fullgraph(device: torch.device, seed: int) -> None:
     comp_loss = compiled(*leaves)
     comp_grads = torch.autograd.grad(comp_loss, leaves)
     torch.testing.assert_close(comp_loss, eager_loss, rtol=1e-6, atol=1e-6)
+    # The backward adds with atomics: on the GPU the order, hence the rounding, differs run to run.
     for a, b in zip(comp_grads, eager_grads, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
 
 def test_triton_refuses_float64(device: torch.device) -> None:

@@ -52,22 +52,27 @@ TOL: dict[tuple[str, str, torch.dtype], Tol] = {
     # slab's gradient by ~1/sqrt(slab size)); torch-bf16 shows the same: kernel ratio up to 6.0e-2 and 0.32 of
     # max|ref| on a single element over 6 slabs, torch-bf16 up to 4.5e-2. The bf16 rows only catch gross errors;
     # float64 (exact logic) and float32 carry the precision check.
+    # H100 (torch 2.11, triton 3.6), 2 "gpu" cases x 3 seeds, 2026-11-24: fp32 out ratio 1.7e-7 / atol 1.3e-7, grad
+    # 3.2e-7 / 2.2e-7 (tf32x3 is as good as exact fp32 here); bf16 out 2.4e-3 / 1.8e-3, grad 3.1e-2 / 0.41 at rtol 5e-2.
     ("st_fusion", "out", BF16): Tol(rtol=1e-2, atol=8e-3, ratio=6e-3),
-    ("st_fusion", "grad", BF16): Tol(rtol=5e-2, atol=0.5, ratio=0.12),
+    ("st_fusion", "grad", BF16): Tol(rtol=5e-2, atol=0.8, ratio=0.12),
     # ---- gs_raster ----
     # triton, fp32 vs the float64 reference on the pixels clear of the skip/stop/clamp thresholds (tests/
-    # test_gs_raster.py). CPU interpreter (exact fp32 dot), 40 scenes of tests' "cpu" cases, 2026-11-23: outputs
-    # ratio <= 1.2e-6, |err| <= 2e-6 + 1e-4 |ref|; gradients ratio <= 1.1e-5, |err| <= 1.2e-3 + 1e-4 |ref| with
-    # |ref| up to 2e3 (the 1/(1 - a) of the backward amplifies rounding where a -> 0.999). About 10x margin.
-    ("gs_raster", "out", F32): Tol(rtol=1e-4, atol=2e-5, ratio=2e-5),
-    ("gs_raster", "grad", F32): Tol(rtol=1e-3, atol=1e-2, ratio=1e-4),
-    # gsplat 1.5.3 (the peer), same comparison; not yet measured on a GPU: set as the triton rows x 10.
+    # test_gs_raster.py). CPU interpreter (exact fp32 dot), 40 scenes of the "cpu" cases, 2026-11-23: outputs ratio
+    # <= 1.2e-6, |err| <= 2e-6 + 1e-4 |ref|; gradients ratio <= 3e-5, |err| <= 1e-3 + 1e-4 |ref| with |ref| up to
+    # 2e3 (divisions by 1 - a, up to 1000, amplify rounding). H100 run 1 (tf32x3 dots, "gpu" cases): outputs ratio
+    # 1.6e-6 but |err| up to 4.5e-5 at |ref| 0.06 (hence atol 2e-4).
+    ("gs_raster", "out", F32): Tol(rtol=1e-4, atol=2e-4, ratio=2e-5),
+    ("gs_raster", "grad", F32): Tol(rtol=1e-3, atol=1e-2, ratio=2e-4),
+    # gsplat 1.5.3 (the peer), same comparison: set as the triton rows x 10; every "gpu" case passed on an H100
+    # (2026-11-23, run 1), the actual errors were not recorded.
     ("gs_raster_gsplat", "out", F32): Tol(rtol=1e-3, atol=2e-4, ratio=2e-4),
     ("gs_raster_gsplat", "grad", F32): Tol(rtol=1e-2, atol=1e-1, ratio=1e-3),
     # ---- gs2vox ----
     # Worst of 5 seeds x 4 "cpu" cases (interpreter, 2026-11-23), field compared where density > 1e-3 and as
     # field·max(density, eps), gradients scaled by their largest entry: out ratio 1.1e-6, atol needed at rtol 1e-4
     # 5.1e-6; grad ratio 2.9e-5 (very flat Gaussian, s = 5 mm: fp32 R and M), atol at rtol 1e-4 1.8e-6. ~10x margin.
+    # H100 natively, 4 "gpu" cases, 1 seed: out ratio 3.9e-7, atol 5.9e-6; grad ratio 1.1e-5, atol 1.8e-6.
     ("gs2vox", "out", F32): Tol(rtol=1e-4, atol=5e-5, ratio=1e-5),
     ("gs2vox", "grad", F32): Tol(rtol=1e-3, atol=2e-5, ratio=3e-4),
     # ---- fps ----  (indices must be identical; no tolerance row)
@@ -79,8 +84,10 @@ TOL: dict[tuple[str, str, torch.dtype], Tol] = {
     ("dist_attention", "grad", F32): Tol(rtol=1e-5, atol=2e-5, ratio=1e-5),
     # bf16 (P and dS enter their dots in bf16, as in flash attention): out ratio 2.1e-3, atol at rtol 1e-2 8.4e-4;
     # grads ratio 5.2e-3 (tau; q/k/v 2.5e-3), atol at rtol 2e-2 3.4e-3. Torch's bf16 path: ratio 3-4e-3.
+    # H100 (torch 2.11, triton 3.6), 3 "gpu" cases x 3 seeds, 2026-11-24: fp32 out ratio 4.1e-7 / atol 5.3e-7, grads
+    # 1.6e-6 / 2.6e-6 (tau, Q = 1237); bf16 out 1.9e-3 / 7.6e-4, grads 6.6e-3 / 1.0e-2 (tau, Q = 1237).
     ("dist_attention", "out", BF16): Tol(rtol=1e-2, atol=4e-3, ratio=6e-3),
-    ("dist_attention", "grad", BF16): Tol(rtol=2e-2, atol=1e-2, ratio=1.2e-2),
+    ("dist_attention", "grad", BF16): Tol(rtol=2e-2, atol=2.5e-2, ratio=1.5e-2),
 }
 
 

@@ -5,8 +5,9 @@
     backward  -> pgocc::gs_raster_bwd: _gs_composite_bwd_kernel (atomics into dproj, dfeatures)
                                        -> _gs_project_bwd_kernel (loops over cameras, no atomics)
 
-The forward op also returns the projection records, the tile offsets and the sorted Gaussian ids, which autograd
-saves for the backward op; their number (intersections) is data-dependent, a dynamic size in the fake function.
+The forward op also returns the projection records, the tile offsets, the sorted Gaussian ids (their number, the
+tile intersections, is data-dependent: a dynamic size in the fake function) and per pixel the final transmittance
+and the list position after the last contributor, which autograd saves for the backward op.
 """
 
 from __future__ import annotations
@@ -22,20 +23,19 @@ from kernels_triton.gs_raster._composite import _gs_composite_bwd_kernel, _gs_co
 from kernels_triton.gs_raster._project import PROJ_STRIDE, TILE, _gs_project_bwd_kernel, _gs_project_fwd_kernel
 
 # Block configurations. On the GPU they are the largest that compile without register spills on sm_90 (ptxas
-# resource report of the AOT-compiled kernels, triton 3.6): the forward holds acc [BLOCK_P, BLOCK_C] in registers;
-# the backward holds g [BLOCK_P, BLOCK_C] split into tf32 hi/lo parts for its two tf32x3 dots, which spills beyond
-# 64 x 32 per 8 warps, so C = 128 takes four channel blocks there (each recomputes alpha). DFEAT_PRECISION is the
-# precision of the feature-gradient dot, the one whose error is not amplified ("tf32": ~3e-4 relative on
-# dfeatures, and room for 64 channels per block). Under the CPU interpreter a program costs ~0.1 s whatever its
-# size and dots are exact, so one program takes a whole tile and every channel.
+# resource report of the AOT-compiled kernels, triton 3.6; `python3 bench/test_gs_raster.py` times alternatives):
+# the forward holds acc [BLOCK_P, BLOCK_C] in registers, the backward g [BLOCK_P, BLOCK_C] (its tf32x3 hi/lo parts
+# go to shared memory, 156 KB at 64 x 128). All dots are tf32x3, fp32-level accuracy; DOT_PRECISION="tf32" in the
+# backward trades ~3e-4 relative error on g . f_k and dfeatures for speed. Under the CPU interpreter a program
+# costs ~0.1 s whatever its size and dots are exact, so one program takes a whole tile and every channel.
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 PROJECT_BLOCK = 128
 if INTERPRET:
     FWD_CONFIG = {"BLOCK_P": 256, "BLOCK_G": 32, "MAX_BLOCK_C": 256, "num_warps": 4}
-    BWD_CONFIG = {"BLOCK_P": 256, "BLOCK_G": 32, "MAX_BLOCK_C": 256, "num_warps": 4, "DFEAT_PRECISION": "tf32x3"}
+    BWD_CONFIG = {"BLOCK_P": 256, "BLOCK_G": 32, "MAX_BLOCK_C": 256, "num_warps": 4, "DOT_PRECISION": "tf32x3"}
 else:
     FWD_CONFIG = {"BLOCK_P": 128, "BLOCK_G": 32, "MAX_BLOCK_C": 128, "num_warps": 8}
-    BWD_CONFIG = {"BLOCK_P": 64, "BLOCK_G": 16, "MAX_BLOCK_C": 32, "num_warps": 8, "DFEAT_PRECISION": "tf32x3"}
+    BWD_CONFIG = {"BLOCK_P": 64, "BLOCK_G": 16, "MAX_BLOCK_C": 128, "num_warps": 8, "DOT_PRECISION": "tf32x3"}
 
 
 def _channel_blocks(C: int, max_block: int) -> tuple[int, int]:
@@ -53,9 +53,10 @@ def _tiles(height: int, width: int) -> tuple[int, int]:
 @torch.library.custom_op("pgocc::gs_raster_fwd", mutates_args=())
 def gs_raster_fwd(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, features: Tensor,
                   viewmats: Tensor, Ks: Tensor, height: int, width: int, depth_only: bool
-                  ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Forward pass; returns (features [V,H,W,C'], depth [V,H,W,1], alpha [V,H,W,1], proj [V,N,8],
-    tile_start [V*tiles+1] int32, gids [I] int32), C' = 0 when ``depth_only``."""
+    tile_start [V*tiles+1] int32, gids [I] int32, T_final [V,H,W] fp32, last [V,H,W] int32), C' = 0 when
+    ``depth_only``; the last five are saved for the backward pass."""
     N, V = means.shape[0], viewmats.shape[0]
     C = 0 if depth_only else features.shape[1]
     tiles_x, tiles_y = _tiles(height, width)
@@ -71,14 +72,16 @@ def gs_raster_fwd(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
     out_feat = torch.empty(V, height, width, C, dtype=means.dtype, device=dev)
     out_depth = torch.empty(V, height, width, 1, dtype=means.dtype, device=dev)
     out_alpha = torch.empty(V, height, width, 1, dtype=means.dtype, device=dev)
+    t_final = torch.empty(V, height, width, dtype=torch.float32, device=dev)
+    last = torch.empty(V, height, width, dtype=torch.int32, device=dev)
     cfg = FWD_CONFIG
     n_cblocks, block_c = _channel_blocks(C, cfg["MAX_BLOCK_C"])
     grid = (V * tiles_x * tiles_y, TILE * TILE // cfg["BLOCK_P"], n_cblocks)
     _gs_composite_fwd_kernel[grid](
-        proj, gids, tile_start, features, out_feat, out_depth, out_alpha, N, C, height, width, tiles_x,
-        tiles_x * tiles_y, BLOCK_P=cfg["BLOCK_P"], BLOCK_G=cfg["BLOCK_G"], BLOCK_C=block_c, HAS_FEAT=C > 0,
+        proj, gids, tile_start, features, out_feat, out_depth, out_alpha, t_final, last, N, C, height, width,
+        tiles_x, tiles_x * tiles_y, BLOCK_P=cfg["BLOCK_P"], BLOCK_G=cfg["BLOCK_G"], BLOCK_C=block_c, HAS_FEAT=C > 0,
         num_warps=cfg["num_warps"])
-    return out_feat, out_depth, out_alpha, proj, tile_start, gids
+    return out_feat, out_depth, out_alpha, proj, tile_start, gids, t_final, last
 
 
 @gs_raster_fwd.register_fake
@@ -89,14 +92,16 @@ def _(means, quats, scales, opacities, features, viewmats, Ks, height, width, de
     n_isect = torch.library.get_ctx().new_dynamic_size()
     return (means.new_empty(V, height, width, C), means.new_empty(V, height, width, 1),
             means.new_empty(V, height, width, 1), means.new_empty(V, N, PROJ_STRIDE, dtype=torch.float32),
-            means.new_empty(V * tiles_x * tiles_y + 1, dtype=torch.int32), means.new_empty(n_isect, dtype=torch.int32))
+            means.new_empty(V * tiles_x * tiles_y + 1, dtype=torch.int32), means.new_empty(n_isect, dtype=torch.int32),
+            means.new_empty(V, height, width, dtype=torch.float32),
+            means.new_empty(V, height, width, dtype=torch.int32))
 
 
 @torch.library.custom_op("pgocc::gs_raster_bwd", mutates_args=())
 def gs_raster_bwd(g_feat: Tensor, g_depth: Tensor, g_alpha: Tensor, means: Tensor, quats: Tensor, scales: Tensor,
-                  features: Tensor, viewmats: Tensor, Ks: Tensor, out_feat: Tensor, out_depth: Tensor,
-                  out_alpha: Tensor, proj: Tensor, tile_start: Tensor, gids: Tensor, height: int, width: int,
-                  depth_only: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                  features: Tensor, viewmats: Tensor, Ks: Tensor, out_depth: Tensor, proj: Tensor, tile_start: Tensor,
+                  gids: Tensor, t_final: Tensor, last: Tensor, height: int, width: int, depth_only: bool
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Backward pass; returns the gradients of (means, quats, scales, opacities, features)."""
     N, V = means.shape[0], viewmats.shape[0]
     C = 0 if depth_only else features.shape[1]
@@ -108,9 +113,9 @@ def gs_raster_bwd(g_feat: Tensor, g_depth: Tensor, g_alpha: Tensor, means: Tenso
     n_cblocks, block_c = _channel_blocks(C, cfg["MAX_BLOCK_C"])
     grid = (V * tiles_x * tiles_y, TILE * TILE // cfg["BLOCK_P"], n_cblocks)
     _gs_composite_bwd_kernel[grid](
-        proj, gids, tile_start, features, out_feat, out_depth, out_alpha, g_feat, g_depth, g_alpha, dproj, dfeat,
+        proj, gids, tile_start, features, out_depth, t_final, last, g_feat, g_depth, g_alpha, dproj, dfeat,
         N, C, height, width, tiles_x, tiles_x * tiles_y, BLOCK_P=cfg["BLOCK_P"], BLOCK_G=cfg["BLOCK_G"],
-        BLOCK_C=block_c, HAS_FEAT=C > 0, DFEAT_PRECISION=cfg["DFEAT_PRECISION"], num_warps=cfg["num_warps"])
+        BLOCK_C=block_c, HAS_FEAT=C > 0, DOT_PRECISION=cfg["DOT_PRECISION"], num_warps=cfg["num_warps"])
     dmeans = torch.empty_like(means)
     dquats = torch.empty_like(quats)
     dscales = torch.empty_like(scales)
@@ -124,30 +129,30 @@ def gs_raster_bwd(g_feat: Tensor, g_depth: Tensor, g_alpha: Tensor, means: Tenso
 
 
 @gs_raster_bwd.register_fake
-def _(g_feat, g_depth, g_alpha, means, quats, scales, features, viewmats, Ks, out_feat, out_depth, out_alpha, proj,
-      tile_start, gids, height, width, depth_only):
+def _(g_feat, g_depth, g_alpha, means, quats, scales, features, viewmats, Ks, out_depth, proj, tile_start, gids,
+      t_final, last, height, width, depth_only):
     return (torch.empty_like(means), torch.empty_like(quats), torch.empty_like(scales),
             means.new_empty(means.shape[0]), torch.empty_like(features))
 
 
 def _setup_context(ctx, inputs, output) -> None:
     means, quats, scales, opacities, features, viewmats, Ks, height, width, depth_only = inputs
-    out_feat, out_depth, out_alpha, proj, tile_start, gids = output
-    ctx.save_for_backward(means, quats, scales, features, viewmats, Ks, out_feat, out_depth, out_alpha, proj,
-                          tile_start, gids)
+    out_feat, out_depth, out_alpha, proj, tile_start, gids, t_final, last = output
+    ctx.save_for_backward(means, quats, scales, features, viewmats, Ks, out_depth, proj, tile_start, gids, t_final,
+                          last)
+    ctx.feat_shape = out_feat.shape
     ctx.height, ctx.width, ctx.depth_only = height, width, depth_only
 
 
-def _backward(ctx, g_feat, g_depth, g_alpha, _g_proj, _g_tile_start, _g_gids):
-    means, quats, scales, features, viewmats, Ks, out_feat, out_depth, out_alpha, proj, tile_start, gids = (
-        ctx.saved_tensors)
+def _backward(ctx, g_feat, g_depth, g_alpha, *_unused):
+    means, quats, scales, features, viewmats, Ks, out_depth, proj, tile_start, gids, t_final, last = ctx.saved_tensors
     # An output that did not reach the loss has no gradient; it contributes zero.
-    g_feat = torch.zeros_like(out_feat) if g_feat is None else g_feat.contiguous()
+    g_feat = out_depth.new_zeros(ctx.feat_shape) if g_feat is None else g_feat.contiguous()
     g_depth = torch.zeros_like(out_depth) if g_depth is None else g_depth.contiguous()
-    g_alpha = torch.zeros_like(out_alpha) if g_alpha is None else g_alpha.contiguous()
+    g_alpha = torch.zeros_like(out_depth) if g_alpha is None else g_alpha.contiguous()
     dmeans, dquats, dscales, dopac, dfeat = gs_raster_bwd(
-        g_feat, g_depth, g_alpha, means, quats, scales, features, viewmats, Ks, out_feat, out_depth, out_alpha, proj,
-        tile_start, gids, ctx.height, ctx.width, ctx.depth_only)
+        g_feat, g_depth, g_alpha, means, quats, scales, features, viewmats, Ks, out_depth, proj, tile_start, gids,
+        t_final, last, ctx.height, ctx.width, ctx.depth_only)
     return dmeans, dquats, dscales, dopac, dfeat, None, None, None, None, None
 
 
@@ -164,7 +169,7 @@ def gs_raster(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, f
     """
     if means.dtype != torch.float32:
         raise NotImplementedError(f"gs_raster/triton: float32 only, got {means.dtype}; use impl='reference'")
-    out_feat, out_depth, out_alpha, _, _, _ = gs_raster_fwd(
+    out_feat, out_depth, out_alpha, *_saved = gs_raster_fwd(
         means.contiguous(), quats.contiguous(), scales.contiguous(), opacities.contiguous(), features.contiguous(),
         viewmats.contiguous(), Ks.contiguous(), height, width, depth_only)
     return out_feat, out_depth, out_alpha

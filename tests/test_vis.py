@@ -1,0 +1,104 @@
+"""Pictures (pgocc.vis): the top-most-label reduction, the bird's-eye orientation, and readable PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pgocc.vis import OCC3D_COLORS, bev_picture, camera_picture, query_picture, top_labels
+from pgocc.vis.bev import _extent, _view
+
+CAR, ROAD, MANMADE, FREE = 4, 11, 15, 17
+
+
+def _rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return np.asarray(im.convert("RGB"))
+
+
+def test_top_labels_by_hand() -> None:
+    labels = np.full((2, 2, 4), FREE, np.uint8)
+    labels[0, 0, 0] = ROAD
+    labels[0, 0, 2] = CAR                       # the highest occupied voxel wins, not the most frequent
+    labels[0, 1, 3] = MANMADE
+    labels[0, 1, 0] = ROAD
+    labels[1, 0, 1] = CAR                        # [1, 1] stays free
+    np.testing.assert_array_equal(top_labels(labels), [[CAR, MANMADE], [CAR, FREE]])
+    mask = np.ones_like(labels, bool)
+    mask[0, 1, 3] = False                        # hide the manmade voxel: the road below shows
+    mask[1, 0, :] = False
+    np.testing.assert_array_equal(top_labels(labels, mask), [[CAR, ROAD], [FREE, FREE]])
+
+
+def test_view_puts_forward_up_and_left_on_the_left() -> None:
+    a = np.zeros((200, 200), np.uint8)
+    a[175, 175] = 1                              # x = +30 m (forward), y = +30 m (left)
+    v = _view(a)
+    r, c = np.argwhere(v == 1)[0]
+    assert r < 100 and c < 100                   # top-left quadrant
+    left, right, bottom, top = _extent(a.shape, (-40.0, -40.0), 0.4)
+    assert (left, right, bottom, top) == (40.0, -40.0, -40.0, 40.0)
+    # The centre of displayed pixel (r, c) in axis coordinates is the voxel's centre.
+    y = left + (c + 0.5) * (right - left) / v.shape[1]
+    x = top - (r + 0.5) * (top - bottom) / v.shape[0]
+    assert (x, y) == pytest.approx((-40 + 0.4 * 175.5, -40 + 0.4 * 175.5))
+
+
+def test_bev_picture_draws_classes_where_they_are(tmp_path: Path) -> None:
+    pred = np.full((200, 200, 16), FREE, np.uint8)
+    pred[170:180, 170:180, 3] = CAR              # front-left of the ego
+    pred[20:30, 20:30, 5] = MANMADE              # back-right
+    path = bev_picture(tmp_path / "bev.png", pred, title="by hand")
+    rgb = _rgb(path)
+    h, w, _ = rgb.shape
+    for label, (top, left) in ((CAR, (True, True)), (MANMADE, (False, False))):
+        rows, cols = np.nonzero((rgb == OCC3D_COLORS[label]).all(-1))
+        assert rows.size, f"class {label} not drawn"
+        # Legend patches also carry the colour: look at the plot's own pixels (the largest cluster, above it).
+        plot = rows < 0.8 * h
+        rows, cols = rows[plot], cols[plot]
+        assert (rows.mean() < np.median(np.arange(h)[: int(0.8 * h)])) == top
+        assert (cols.mean() < w / 2) == left
+
+
+def test_bev_picture_with_ground_truth_greys_unseen_columns(tmp_path: Path) -> None:
+    pred = np.full((200, 200, 16), FREE, np.uint8)
+    gt = pred.copy()
+    gt[:, :, 2] = ROAD
+    mask = np.zeros_like(gt, bool)
+    mask[50:150, 50:150] = True
+    rgb = _rgb(bev_picture(tmp_path / "bev.png", pred, gt, mask))
+    assert (rgb == OCC3D_COLORS[ROAD]).all(-1).any()
+    assert (rgb == (200, 200, 200)).all(-1).any()  # columns no camera sees
+    assert rgb.shape[1] > rgb.shape[0]              # two panels side by side
+
+
+def test_query_picture_colours_only_occupied_columns(tmp_path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    similarity = rng.random((200, 200, 16)).astype(np.float16)
+    occupied = np.zeros((200, 200, 16), bool)
+    occupied[100:140, 100:140, 2] = True
+    rgb = _rgb(query_picture(tmp_path / "q.png", "a parked car", similarity, occupied))
+    grey = (rgb == (200, 200, 200)).all(-1).sum()
+    assert grey > 0.2 * rgb.shape[0] * rgb.shape[1]  # most of the map is unoccupied
+    empty = _rgb(query_picture(tmp_path / "q0.png", "tree", similarity, np.zeros_like(occupied)))
+    assert empty.shape == rgb.shape
+
+
+def test_camera_picture(tmp_path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (6, 45, 80, 3), dtype=np.uint8)
+    depth = rng.random((6, 45, 80)).astype(np.float32) * 40
+    depth[:, :10] = 0
+    rgb = _rgb(camera_picture(tmp_path / "cams.png", images, depth, title="by hand"))
+    assert rgb.shape[0] > 300 and rgb.shape[1] > 600
+    assert not list(tmp_path.glob(".*.tmp"))
+    camera_picture(tmp_path / "none.png", images, np.zeros((6, 45, 80)))  # nothing rendered: still a picture
+    with pytest.raises(ValueError, match="images must be uint8"):
+        camera_picture(tmp_path / "bad.png", images.astype(np.float32), depth)
+    with pytest.raises(ValueError, match="depth must be"):
+        camera_picture(tmp_path / "bad.png", images, depth[:5])
