@@ -52,17 +52,14 @@ def test_bev_picture_draws_classes_where_they_are(tmp_path: Path) -> None:
     pred = np.full((200, 200, 16), FREE, np.uint8)
     pred[170:180, 170:180, 3] = CAR              # front-left of the ego
     pred[20:30, 20:30, 5] = MANMADE              # back-right
-    path = bev_picture(tmp_path / "bev.png", pred, title="by hand")
-    rgb = _rgb(path)
-    h, w, _ = rgb.shape
-    for label, (top, left) in ((CAR, (True, True)), (MANMADE, (False, False))):
-        rows, cols = np.nonzero((rgb == OCC3D_COLORS[label]).all(-1))
-        assert rows.size, f"class {label} not drawn"
-        # Legend patches also carry the colour: look at the plot's own pixels (the largest cluster, above it).
-        plot = rows < 0.8 * h
-        rows, cols = rows[plot], cols[plot]
-        assert (rows.mean() < np.median(np.arange(h)[: int(0.8 * h)])) == top
-        assert (cols.mean() < w / 2) == left
+    rgb = _rgb(bev_picture(tmp_path / "bev.png", pred, title="by hand"))
+    plot = rgb[: int(0.85 * rgb.shape[0])]      # above the legend, whose patches carry the same colours
+    centres = {}
+    for label in (CAR, MANMADE):
+        rows, cols = np.nonzero((plot == OCC3D_COLORS[label]).all(-1))
+        assert rows.size > 50, f"class {label} not drawn"
+        centres[label] = (rows.mean(), cols.mean())
+    assert centres[CAR][0] < centres[MANMADE][0] and centres[CAR][1] < centres[MANMADE][1]
 
 
 def test_bev_picture_with_ground_truth_greys_unseen_columns(tmp_path: Path) -> None:

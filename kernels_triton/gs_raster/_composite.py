@@ -46,23 +46,13 @@ def _pixel_block(H, W, tiles_x, tiles_per_image, BLOCK_P: tl.constexpr):
 
 
 @triton.jit
-def _chunk_alpha(proj_ptr, gids_ptr, i, end, v, N, cx, cy, BLOCK_G: tl.constexpr):
-    """Records of list entries i .. i + BLOCK_G - 1 and their raw alpha o exp(-sigma) at the block's pixels."""
-    offs = i + tl.arange(0, BLOCK_G)
-    gm = offs < end
-    gid = tl.load(gids_ptr + offs, mask=gm, other=0)
+def _records(proj_ptr, gid, gm, v, N):
+    """mean2d x, y, conic a, b, c, depth and opacity of Gaussians ``gid`` in camera v (0 where masked)."""
     rec = proj_ptr + (v * N + gid).to(tl.int64) * PROJ_STRIDE
-    mx = tl.load(rec + 0, mask=gm, other=0.0)
-    my = tl.load(rec + 1, mask=gm, other=0.0)
-    ca = tl.load(rec + 2, mask=gm, other=0.0)
-    cb = tl.load(rec + 3, mask=gm, other=0.0)
-    cc = tl.load(rec + 4, mask=gm, other=0.0)
-    z = tl.load(rec + 5, mask=gm, other=0.0)
-    o = tl.load(rec + 6, mask=gm, other=0.0)
-    dx = mx[None, :] - cx[:, None]
-    dy = my[None, :] - cy[:, None]
-    e = tl.exp(-(0.5 * (ca[None, :] * dx * dx + cc[None, :] * dy * dy) + cb[None, :] * dx * dy))
-    return offs, gm, gid, z, o, ca, cb, cc, dx, dy, e, o[None, :] * e
+    return (tl.load(rec + 0, mask=gm, other=0.0), tl.load(rec + 1, mask=gm, other=0.0),
+            tl.load(rec + 2, mask=gm, other=0.0), tl.load(rec + 3, mask=gm, other=0.0),
+            tl.load(rec + 4, mask=gm, other=0.0), tl.load(rec + 5, mask=gm, other=0.0),
+            tl.load(rec + 6, mask=gm, other=0.0))
 
 
 @triton.jit
@@ -80,11 +70,25 @@ def _gs_composite_fwd_kernel(proj_ptr, gids_ptr, tile_start_ptr, feat_ptr, out_f
     last = tl.zeros([BLOCK_P], dtype=tl.int32)
     acc = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
     num = tl.zeros([BLOCK_P], dtype=tl.float32)
+    # Software pipelining by hand (a while loop is not pipelined): while chunk i is composited, the records of chunk
+    # i + 1 and the ids of chunk i + 2 are in flight.
     i = start
+    ar = tl.arange(0, BLOCK_G)
+    gid = tl.load(gids_ptr + i + ar, mask=i + ar < end, other=0)
+    mx, my, ca, cb, cc, z, o = _records(proj_ptr, gid, i + ar < end, v, N)
+    n_gid = tl.load(gids_ptr + i + BLOCK_G + ar, mask=i + BLOCK_G + ar < end, other=0)
     live = tl.sum((~done).to(tl.int32))
     while (i < end) & (live > 0):
-        offs, gm, gid, z, o, ca, cb, cc, dx, dy, e, raw = _chunk_alpha(proj_ptr, gids_ptr, i, end, v, N, cx, cy,
-                                                                        BLOCK_G)
+        offs = i + ar
+        gm = offs < end
+        if HAS_FEAT:
+            f = tl.load(feat_ptr + gid.to(tl.int64)[:, None] * C + cofs[None, :], mask=gm[:, None] & cm[None, :],
+                        other=0.0).to(tl.float32)
+        n_mx, n_my, n_ca, n_cb, n_cc, n_z, n_o = _records(proj_ptr, n_gid, offs + BLOCK_G < end, v, N)
+        nn_gid = tl.load(gids_ptr + offs + 2 * BLOCK_G, mask=offs + 2 * BLOCK_G < end, other=0)
+        dx = mx[None, :] - cx[:, None]
+        dy = my[None, :] - cy[:, None]
+        raw = o[None, :] * tl.exp(-(0.5 * (ca[None, :] * dx * dx + cc[None, :] * dy * dy) + cb[None, :] * dx * dy))
         alpha = tl.minimum(raw, ALPHA_MAX)
         keep = (alpha >= ALPHA_MIN) & gm[None, :] & (~done)[:, None]
         a = tl.where(keep, alpha, 0.0)
@@ -93,8 +97,6 @@ def _gs_composite_fwd_kernel(proj_ptr, gids_ptr, tile_start_ptr, feat_ptr, out_f
         w = tl.where(contrib, t_incl / (1.0 - a) * a, 0.0)
         num += tl.sum(w * z[None, :], axis=1)
         if HAS_FEAT:
-            f = tl.load(feat_ptr + gid.to(tl.int64)[:, None] * C + cofs[None, :], mask=gm[:, None] & cm[None, :],
-                        other=0.0).to(tl.float32)
             # tf32x3: fp32-level accuracy (~1e-6 relative) from the tensor cores.
             acc = tl.dot(w, f, acc, input_precision="tf32x3")
         # T after the chunk is T_incl at the last contributor (T_incl never increases); the pixel is done once a
@@ -102,6 +104,8 @@ def _gs_composite_fwd_kernel(proj_ptr, gids_ptr, tile_start_ptr, feat_ptr, out_f
         T = tl.minimum(T, tl.min(tl.where(contrib, t_incl, 1.0), axis=1))
         last = tl.maximum(last, tl.max(tl.where(contrib, offs[None, :] + 1, 0), axis=1))
         done = done | (tl.max((keep & (t_incl <= T_STOP)).to(tl.int32), axis=1) > 0)
+        gid, mx, my, ca, cb, cc, z, o = n_gid, n_mx, n_my, n_ca, n_cb, n_cc, n_z, n_o
+        n_gid = nn_gid
         i += BLOCK_G
         live = tl.sum((~done).to(tl.int32))
     if HAS_FEAT:
@@ -143,10 +147,25 @@ def _gs_composite_bwd_kernel(proj_ptr, gids_ptr, tile_start_ptr, feat_ptr, out_d
     suffix = tl.zeros([BLOCK_P], dtype=tl.float32)
     end = tl.max(last)
     n_chunks = tl.cdiv(tl.maximum(end - start, 0), BLOCK_G)
-    for c in range(n_chunks):
-        i = start + (n_chunks - 1 - c) * BLOCK_G
-        offs, gm, gid, z, o, ca, cb, cc, dx, dy, e, raw = _chunk_alpha(proj_ptr, gids_ptr, i, end, v, N, cx, cy,
-                                                                        BLOCK_G)
+    # Back to front, pipelined by hand as in the forward: records of the chunk in front and ids of the one in front of
+    # that are loaded while this chunk is processed.
+    ar = tl.arange(0, BLOCK_G)
+    i = start + (n_chunks - 1) * BLOCK_G
+    gid = tl.load(gids_ptr + i + ar, mask=(i + ar < end) & (i >= start), other=0)
+    mx, my, ca, cb, cc, z, o = _records(proj_ptr, gid, (i + ar < end) & (i >= start), v, N)
+    n_gid = tl.load(gids_ptr + i - BLOCK_G + ar, mask=i - BLOCK_G >= start, other=0)
+    for _ in range(n_chunks):
+        offs = i + ar
+        gm = offs < end
+        if HAS_FEAT:
+            f = tl.load(feat_ptr + gid.to(tl.int64)[:, None] * C + cofs[None, :], mask=gm[:, None] & cm[None, :],
+                        other=0.0).to(tl.float32)
+        n_mx, n_my, n_ca, n_cb, n_cc, n_z, n_o = _records(proj_ptr, n_gid, (ar >= 0) & (i - BLOCK_G >= start), v, N)
+        nn_gid = tl.load(gids_ptr + i - 2 * BLOCK_G + ar, mask=i - 2 * BLOCK_G >= start, other=0)
+        dx = mx[None, :] - cx[:, None]
+        dy = my[None, :] - cy[:, None]
+        e = tl.exp(-(0.5 * (ca[None, :] * dx * dx + cc[None, :] * dy * dy) + cb[None, :] * dx * dy))
+        raw = o[None, :] * e
         alpha = tl.minimum(raw, ALPHA_MAX)
         contrib = (alpha >= ALPHA_MIN) & (offs[None, :] < last[:, None])
         a = tl.where(contrib, alpha, 0.0)
@@ -155,8 +174,6 @@ def _gs_composite_bwd_kernel(proj_ptr, gids_ptr, tile_start_ptr, feat_ptr, out_d
         w = t_excl * a
         gf = g_z[:, None] * z[None, :]
         if HAS_FEAT:
-            f = tl.load(feat_ptr + gid.to(tl.int64)[:, None] * C + cofs[None, :], mask=gm[:, None] & cm[None, :],
-                        other=0.0).to(tl.float32)
             gf += tl.dot(g, tl.trans(f), input_precision=DOT_PRECISION)
         wg = w * gf
         inv = 1.0 / one_minus
@@ -181,3 +198,6 @@ def _gs_composite_bwd_kernel(proj_ptr, gids_ptr, tile_start_ptr, feat_ptr, out_d
         suffix += tl.sum(wg, axis=1)
         # The transmittance in front of the chunk is the largest T_excl (that of its first entry).
         T = tl.max(t_excl, axis=1)
+        gid, mx, my, ca, cb, cc, z, o = n_gid, n_mx, n_my, n_ca, n_cb, n_cc, n_z, n_o
+        n_gid = nn_gid
+        i -= BLOCK_G

@@ -27,12 +27,13 @@ from kernels_triton.gs_raster._project import PROJ_STRIDE, TILE, _gs_project_bwd
 # the forward holds acc [BLOCK_P, BLOCK_C] in registers, the backward g [BLOCK_P, BLOCK_C] (its tf32x3 hi/lo parts
 # go to shared memory, 156 KB at 64 x 128). All dots are tf32x3, fp32-level accuracy; DOT_PRECISION="tf32" in the
 # backward trades ~3e-4 relative error on g . f_k and dfeatures for speed. Under the CPU interpreter a program
-# costs ~0.1 s whatever its size and dots are exact, so one program takes a whole tile and every channel.
+# costs ~0.1 s whatever its size and dots are exact, so one program takes a whole tile and every channel; chunks of
+# 16 make the tests' tile lists (up to 40 Gaussians) span three chunks, so the pipelined loads are exercised.
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 PROJECT_BLOCK = 128
 if INTERPRET:
-    FWD_CONFIG = {"BLOCK_P": 256, "BLOCK_G": 32, "MAX_BLOCK_C": 256, "num_warps": 4}
-    BWD_CONFIG = {"BLOCK_P": 256, "BLOCK_G": 32, "MAX_BLOCK_C": 256, "num_warps": 4, "DOT_PRECISION": "tf32x3"}
+    FWD_CONFIG = {"BLOCK_P": 256, "BLOCK_G": 16, "MAX_BLOCK_C": 256, "num_warps": 4}
+    BWD_CONFIG = {"BLOCK_P": 256, "BLOCK_G": 16, "MAX_BLOCK_C": 256, "num_warps": 4, "DOT_PRECISION": "tf32x3"}
 else:
     FWD_CONFIG = {"BLOCK_P": 128, "BLOCK_G": 32, "MAX_BLOCK_C": 128, "num_warps": 8}
     BWD_CONFIG = {"BLOCK_P": 64, "BLOCK_G": 16, "MAX_BLOCK_C": 128, "num_warps": 8, "DOT_PRECISION": "tf32x3"}

@@ -18,6 +18,7 @@ which only knows its own prompts); the embeddings must have the model's ``ov_dim
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -41,23 +42,23 @@ HELP = "run the model on a nuScenes-format dataset: Occ3D occupancy, text-query 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_experiment_arguments(parser)
     parser.add_argument("--dataroot", type=Path, default=None,
-                        help="nuScenes-format dataset root, synthetic or real (default: the config's data.dataroot); "
-                             "the split is data.val_split (--set data.val_split=all for every scene)")
+                        help="nuScenes-format dataset root, synthetic or real; None: the config's data.dataroot. "
+                             "The split is data.val_split (--set data.val_split=all for every scene)")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="model state dict (.pt/.pth, e.g. from convert-checkpoint); without it the model is "
                              "randomly initialised")
     parser.add_argument("--num-samples", type=int, default=None, metavar="N",
-                        help="run on the first N samples of the split (default: all)")
+                        help="run on the first N samples of the split; None: all")
     parser.add_argument("--out", type=Path, default=None,
-                        help="run directory (default: a new train.run_root/infer-<time>); existing files are replaced")
+                        help="run directory (existing files are replaced); None: a new train.run_root/infer-<time>")
     parser.add_argument("--query", dest="queries", action="append", default=[], metavar="TEXT",
                         help="text query answered per voxel (repeatable)")
     parser.add_argument("--prototypes", type=Path, default=None,
                         help="embeddings of the 21 Occ3D prompts (ALGORITHM.md §6.1): .npz with embeds/prompts, or "
-                             "a CLIP [D, 21] .pt/.pth (default: DATAROOT/text_prototypes.npz)")
+                             "a CLIP [D, 21] .pt/.pth; None: DATAROOT/text_prototypes.npz")
     parser.add_argument("--text-encoder", default=None,
-                        help="encoder of the --query texts: minilm, hash or a prototype file (default: the synthetic "
-                             "world's own encoder, else the --prototypes table)")
+                        help="encoder of the --query texts: minilm, hash or a prototype file; None: the synthetic "
+                             "world's own encoder, else the --prototypes table")
     parser.add_argument("--pictures", type=int, default=4, metavar="N",
                         help="write pictures for the first N samples (0: none)")
 
@@ -243,7 +244,9 @@ def _infer(cfg: ExperimentConfig, args: argparse.Namespace, device: torch.device
     run_dir = _run_dir(args.out, cfg.train.run_root)
     write_config(cfg, run_dir)
     _json(run_dir / "kernels.json", ops.kernel_table(cfg.kernels))
-    loader = make_loader(torch.utils.data.Subset(dataset, range(num)), cfg.data, shuffle=False)
+    # No more workers than samples: a worker without a sample to load only costs its start-up.
+    loader = make_loader(torch.utils.data.Subset(dataset, range(num)),
+                         dataclasses.replace(cfg.data, num_workers=min(cfg.data.num_workers, num)), shuffle=False)
     # Past frames are earlier keyframes of the same scene, processed just before in this sequential order.
     cache = FeatureCache(capacity=2 * mcfg.num_frames * cfg.data.batch_size)
     metric = OccupancyMIoU()
@@ -262,9 +265,9 @@ def _infer(cfg: ExperimentConfig, args: argparse.Namespace, device: torch.device
                 prediction = model(batch, cache=cache)
                 density, field = readout.similarity(prediction.final, text)
                 labels = occupancy_labels(density, field[..., :num_prompts], column_labels, mcfg.density_threshold)
-                draw = done < args.pictures
+                # The final stage's depth in the current cameras, only for batches that get pictures.
                 depth = (model.renderer.depth(prediction.final, batch.cam2ego, batch.render_k,
-                                              tuple(batch.depth.shape[-2:])) if draw else None)
+                                              tuple(batch.depth.shape[-2:])) if done < args.pictures else None)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             model_seconds += time.perf_counter() - t0

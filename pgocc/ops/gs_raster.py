@@ -86,8 +86,8 @@ CASES: dict[str, list[Case]] = {
              note="C above one channel block", extra={"scene": "frustum"}),
         Case("v2_24x40_n40_c32_depth", {"V": 2, "H": 24, "W": 40, "N": 40, "C": 32},
              note="depth-only mode", extra={"scene": "frustum", "depth_only": True}),
-        Case("v1_19x37_n13_c5", {"V": 1, "H": 19, "W": 37, "N": 13, "C": 5},
-             note="odd image size", extra={"scene": "frustum"}),
+        Case("v1_19x37_n64_c5", {"V": 1, "H": 19, "W": 37, "N": 64, "C": 5},
+             note="odd image size; tile lists of 40+ Gaussians (several chunks)", extra={"scene": "frustum"}),
     ],
     "gpu": [
         Case("v6_90x160_n1500_c32", {"V": 6, "H": 90, "W": 160, "N": 1500, "C": 32}, extra={"scene": "frustum"}),
