@@ -8,8 +8,14 @@ PY := $(VENV)/bin/python
 setup:
 	@bash scripts/setup.sh $(VENV)
 
+DEMO_WORLD ?= data/demo-world
+
+# The main job on the embedded default: write the synthetic nuScenes-format world once (written under a temporary
+# name and renamed when complete, so its presence means it is whole), then run the model end to end on it: loader,
+# Gaussians, readout to Occ3D labels, mIoU against the world's labels, text queries, pictures.
 demo: setup
-	$(PY) -m pgocc check-kernels --config configs.base:base
+	@test -d $(DEMO_WORLD) || $(PY) -m pgocc make-synthetic --out $(DEMO_WORLD)
+	$(PY) -m pgocc infer --config configs.tiny:tiny --dataroot $(DEMO_WORLD) --num-samples 2 --query car --query tree
 
 test: setup
 	$(PY) -m pytest tests -q

@@ -1,6 +1,6 @@
-"""dist_attention on the GPU: the Triton flash-style kernel beside the materialising PyTorch reference and torch
-FlexAttention (the peer), bf16, Q = 6000, 8 heads × 32. The issue's target: <= 1 ms forward with O(Q) peak memory
-(``peak_mem_mb`` is the memory allocated by the call beyond its inputs)."""
+"""dist_attention on the GPU: the Triton flash-style kernel beside the materialising PyTorch reference, bf16,
+Q = 6000, 8 heads × 32. The issue's target: <= 1 ms forward with O(Q) peak memory (``peak_mem_mb`` is the memory
+allocated by the call beyond its inputs). The FlexAttention peer's figures are in ANCHORS.md (see the contract)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
-"""dist_attention: the fused implementations against the float64 reference (forward and the gradients of q, k, v
-and τ), dropout against the reference with the kernel's own mask, the reference against closed forms and gradcheck,
-strided views, Q = 1, determinism, compile, opcheck, bad input.
+"""dist_attention: the Triton kernel against the float64 reference (forward and the gradients of q, k, v and τ),
+dropout against the reference with the kernel's own mask, the reference against closed forms and gradcheck, strided
+views, Q = 1, determinism, compile, opcheck, bad input.
 
 On CPU the Triton kernels run under TRITON_INTERPRET=1 on the tiny "cpu" cases; with a GPU the same tests run the
-"gpu" cases natively. FlexAttention has no CPU backward and compiles for ~35 s per shape on 2 CPU cores, so on CPU it
-is checked forward-only on one case in float32 (marked slow); on the GPU forward and backward on one case with the
-stage mask in bf16 (the benchmarked dtype).
+"gpu" cases natively.
 """
 
 from __future__ import annotations
@@ -28,32 +26,22 @@ GRAD_ARGS = ("q", "k", "v", "tau")
 F64, F32, BF16 = torch.float64, torch.float32, torch.bfloat16
 
 _CASES = parity_cases(OP)
-_MASKED = next(c for c in _CASES if 0 < c.dims["num_old"] and c.dims["D"] == 32)
 
 
 def _combos() -> list:
-    """(impl, case, dtype): triton in float32 and bf16 on every case and in float64 (exact logic check) on every CPU
-    case (the GPU run spends its compile time on the dtypes that train); flex on the masked case."""
-    combos = []
-    for impl in KERNELS:
-        if impl == "flex":
-            marks = () if HAS_GPU else (pytest.mark.slow,)
-            dtypes = (BF16,) if HAS_GPU else (F32,)   # each dtype and shape is a FlexAttention compile
-            combos += [pytest.param(impl, _MASKED, dt, marks=marks, id=f"{impl}-{_MASKED.id}-{str(dt)[6:]}")
-                       for dt in dtypes]
-            continue
-        pairs = [] if HAS_GPU else [(c, F64) for c in _CASES]
-        pairs += [(c, dt) for c in _CASES for dt in (F32, BF16)]
-        combos += [pytest.param(impl, c, dt, id=f"{impl}-{c.id}-{str(dt)[6:]}") for c, dt in pairs]
-    return combos
+    """(impl, case, dtype): float32 and bf16 on every case, float64 (exact logic check) on every CPU case (the GPU run
+    spends its compile time on the dtypes that train)."""
+    pairs = [] if HAS_GPU else [(c, F64) for c in _CASES]
+    pairs += [(c, dt) for c in _CASES for dt in (F32, BF16)]
+    return [pytest.param(impl, c, dt, id=f"{impl}-{c.id}-{str(dt)[6:]}") for impl in KERNELS for c, dt in pairs]
 
 
-def leaves(inputs: dict, dtype: torch.dtype, grad: bool = True) -> dict:
-    """A copy of ``inputs`` with q, k, v, τ cast to ``dtype`` as fresh leaves requiring grad if ``grad`` (centres
-    float64 for a float64 run, else unchanged)."""
+def leaves(inputs: dict, dtype: torch.dtype) -> dict:
+    """A copy of ``inputs`` with q, k, v, τ cast to ``dtype`` as fresh leaves requiring grad (centres float64 for a
+    float64 run, else unchanged)."""
     out = dict(inputs)
     for name in GRAD_ARGS:
-        out[name] = inputs[name].detach().to(dtype).requires_grad_(grad)
+        out[name] = inputs[name].detach().to(dtype).requires_grad_(True)
     if dtype == F64:
         out["centers"] = inputs["centers"].to(F64)
     return out
@@ -78,30 +66,26 @@ def assert_not_worse_than_torch(name: str, got: torch.Tensor, low: torch.Tensor,
 @pytest.mark.parametrize("impl,case,dtype", _combos())
 def test_matches_reference(impl: str, case: Case, dtype: torch.dtype, device: torch.device, seed: int) -> None:
     inputs = spec.make_inputs(case, device=device, dtype=dtype, seed=seed)
-    backward = not (impl == "flex" and device.type == "cpu")
-    ins, ref_in = leaves(inputs, dtype, grad=backward), leaves(inputs, F64)
+    ins, ref_in = leaves(inputs, dtype), leaves(inputs, F64)
     out = ops.resolve(OP, impl)(**ins)
     ref = ops.resolve(OP, "reference")(**ref_in)
+    cot = torch.randn(ref.shape, dtype=F64, device=device).to(dtype)
+    out.backward(cot)
+    ref.backward(cot.to(F64))
     check("out", out, ref, dtype, "out")
-    if backward:
-        cot = torch.randn(ref.shape, dtype=F64, device=device).to(dtype)
-        out.backward(cot)
-        ref.backward(cot.to(F64))
-        for name in GRAD_ARGS:
-            assert ins[name].grad is not None, f"no gradient reached {name}"
-            check(f"d {name}", ins[name].grad, ref_in[name].grad, dtype, "grad")
+    for name in GRAD_ARGS:
+        assert ins[name].grad is not None, f"no gradient reached {name}"
+        check(f"d {name}", ins[name].grad, ref_in[name].grad, dtype, "grad")
     if dtype == BF16:
         low_in = leaves(inputs, dtype)
         low = ops.resolve(OP, "reference")(**low_in)
+        low.backward(cot)
         assert_not_worse_than_torch("out", out, low.detach(), ref, "out")
-        if backward:
-            low.backward(cot)
-            for name in GRAD_ARGS:
-                assert_not_worse_than_torch(f"d {name}", ins[name].grad, low_in[name].grad, ref_in[name].grad,
-                                            "grad")
+        for name in GRAD_ARGS:
+            assert_not_worse_than_torch(f"d {name}", ins[name].grad, low_in[name].grad, ref_in[name].grad, "grad")
 
 
-@pytest.mark.parametrize("impl", [i for i in KERNELS if i != "flex"])
+@pytest.mark.parametrize("impl", KERNELS)
 def test_dropout_matches_reference_with_the_kernels_mask(impl: str, device: torch.device, seed: int) -> None:
     """With v = identity (Q <= D) the output rows are the dropped, rescaled probabilities, which exposes the mask; the
     same generator state reproduces it for random v, and forward and all gradients then match the float64 reference
@@ -140,13 +124,7 @@ def test_dropout_matches_reference_with_the_kernels_mask(impl: str, device: torc
     assert not torch.equal(keep & visible, (other_seed > 0) & visible), "another seed gave the same mask"
 
 
-def test_flex_refuses_dropout() -> None:
-    inputs = spec.make_inputs(_CASES[0])
-    with pytest.raises(ValueError, match="dropout_p must be 0, got 0.1"):
-        ops.resolve(OP, "flex")(**{**inputs, "dropout_p": 0.1})
-
-
-@pytest.mark.parametrize("impl", [i for i in KERNELS if i != "flex"])
+@pytest.mark.parametrize("impl", KERNELS)
 def test_strided_views_match_contiguous(impl: str, device: torch.device, seed: int) -> None:
     """q, k, v as head views of one packed in-projection [B, Q, 3·H·D] and τ as the transpose of Linear(...)(x)."""
     inputs = spec.make_inputs(_CASES[-1], device=device, dtype=F32, seed=seed)
@@ -169,7 +147,7 @@ def test_strided_views_match_contiguous(impl: str, device: torch.device, seed: i
     torch.testing.assert_close(tau_bqh.grad, contiguous["tau"].grad.transpose(1, 2), **close)
 
 
-@pytest.mark.parametrize("impl", [i for i in KERNELS if i != "flex"])
+@pytest.mark.parametrize("impl", KERNELS)
 @pytest.mark.parametrize("num_old", [0, 1])
 def test_single_query_attends_to_itself(impl: str, num_old: int, device: torch.device, seed: int) -> None:
     inputs = leaves(spec.make_inputs(Case("q1", {"B": 2, "H": 3, "Q": 1, "D": 32, "num_old": num_old}),

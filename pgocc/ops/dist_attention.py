@@ -24,13 +24,14 @@ to q, k, v and tau.
 
 Implementations: ``reference`` materialises the [B, H, Q, Q] logits (torch's dropout); ``triton`` is a flash-style
 kernel (logits generated per tile, O(Q) memory, Philox dropout keyed by a seed drawn from torch's generator on the
-inputs' device, so ``torch.manual_seed`` reproduces the mask and the backward regenerates it exactly); ``flex`` is
-torch FlexAttention (``score_mod`` + block mask), without dropout (it raises for ``dropout_p > 0``).
+inputs' device, so ``torch.manual_seed`` reproduces the mask and the backward regenerates it exactly). A torch
+FlexAttention version (``score_mod`` + block mask) was written and dropped: it has no dropout on the probabilities,
+its compile took over 50 s per shape on the H100 and its published figures (ANCHORS.md: 0.77 ms forward, 2.31 ms
+forward + backward) are slower than the Triton kernel's (bench/RESULTS.md).
 
-Precision: q, k, v share one dtype (bfloat16, float32 or float64); tau any floating dtype. The fused kernels
-accumulate logits, softmax statistics and outputs in float32 (float64 for float64 inputs); the Triton kernel's float32
-products run as three TF32 tensor-core products ("tf32x3", float32 accuracy), and the probabilities enter P·V in the
-input dtype.
+Precision: q, k, v share one dtype (bfloat16, float32 or float64); tau any floating dtype. The Triton kernel
+accumulates logits, softmax statistics and outputs in float32 (float64 for float64 inputs), runs float32 products as
+three TF32 tensor-core products ("tf32x3", float32 accuracy) and feeds the probabilities to P·V in the input dtype.
 """
 
 from __future__ import annotations
@@ -42,8 +43,6 @@ from pgocc.ops._contract import Case, Impl, check_tensor, same_device
 IMPLS: dict[str, Impl] = {
     "reference": Impl("reference.dist_attention:dist_attention", deterministic=True),
     "triton": Impl("kernels_triton.dist_attention:dist_attention", deterministic=True),
-    # FlexAttention accumulates the gradient of the captured tau with atomics.
-    "flex": Impl("kernels_triton.dist_attention_flex:dist_attention", deterministic=False),
 }
 
 _DTYPES = (torch.bfloat16, torch.float32, torch.float64)
