@@ -330,7 +330,7 @@ def _aniso_sample_bwd_kernel(
     gx = du / (zc * w_in)  # dL/dx'
     gy = dv / (zc * h_in)  # dL/dy'
     # dL/dz' = -(u W_in) gx - (v H_in) gy where z > eps, and x'/z~ = u W_in.
-    gz = tl.where(z > _EPS, -(u * w_in) * gx - (v * h_in) * gy, 0.0)
+    gz = -(u * w_in) * gx - (v * h_in) * gy
     dpx = e00 * gx + e10 * gy + e20 * gz
     dpy = e01 * gx + e11 * gy + e21 * gz
     dpz = e02 * gx + e12 * gy + e22 * gz

@@ -27,7 +27,8 @@ def _configs(warps: tuple[int, ...]) -> list[triton.Config]:
 @triton.jit
 def _dot(a, b, EMULATE_BF16: tl.constexpr):
     """a @ b accumulated in float32 (float64 for float64 tiles); float32 tiles use three TF32 products (tf32x3),
-    which keeps float32 accuracy on the tensor cores. Emulated bf16 tiles are float32 already."""
+    which keeps float32 accuracy on the tensor cores. Under EMULATE_BF16 both operands go in as float32 (bf16 values
+    multiply exactly there)."""
     if EMULATE_BF16:
         a = a.to(tl.float32)
         b = b.to(tl.float32)

@@ -18,6 +18,9 @@ OP = "aniso_sample"
 spec = ops.contract(OP)
 KERNELS = [name for name in ops.available(OP) if name != "reference"]
 GRAD_ARGS = ("centers", "quats", "scales", "offsets", "level_weights")
+BASELINE_FACTOR = 3
+"""Allowed multiple of the error of the reference run in the implementation's precision (STYLE.md §6.5 item 4 uses 2
+for bf16; 3 here because the GPU kernel's float32 arithmetic (FMA contraction, order) differs from torch's)."""
 MARGIN = 1e-5
 """Smallest distance (normalised image units) to a discontinuity at which a sample is trusted; widened by 20x the
 observed float32 drift of each coordinate."""
@@ -77,18 +80,32 @@ def trusted_samples(inputs: dict) -> torch.Tensor:
     return ~near.permute(0, 2, 3, 1, 4).reshape(B, Q, G, T * P)
 
 
-def check(name: str, out: torch.Tensor, ref: torch.Tensor, quantity: str, dtype: torch.dtype) -> None:
-    """assert_parity with atol relative to max|ref| (gradient scales vary by orders of magnitude between inputs)."""
+def check(name: str, out: torch.Tensor, ref: torch.Tensor, low: torch.Tensor, quantity: str,
+          dtype: torch.dtype) -> None:
+    """``out`` against the float64 ``ref``, allowing BASELINE_FACTOR x the error of ``low`` (the reference evaluated in
+    the implementation's precision) on top of the tolerance row.
+
+    The float32 conditioning of the projection limits any implementation: samples a few centimetres in front of a
+    camera have Jacobians ~1/z whose float32 evaluation is off by ~1e-4 relative, and they hold the largest gradients.
+    At the default size the torch-fp32 reference itself is 5e-5..1.3e-4 off in gradient norm (CPU, 2 seeds), and the
+    Triton kernel tracks it at 1.0-1.2x (interpreter, Q = 1500, 3 seeds). Only the error beyond that allowance goes
+    through assert_parity, with atol relative to max|ref| (gradient scales vary by orders of magnitude).
+    """
     scale = ref.detach().abs().max().clamp_min(1e-30)
-    assert_parity(name, out.detach().to(torch.float64) / scale, ref.detach() / scale, op=OP, quantity=quantity,
-                  dtype=dtype)
+    o, r, l = (t.detach().to(torch.float64) / scale for t in (out, ref, low))
+    err = o - r
+    excess = err.sign() * (err.abs() - BASELINE_FACTOR * (l - r).abs()).clamp_min(0)
+    assert_parity(f"{name} (error beyond {BASELINE_FACTOR}x torch-{str(dtype)[6:]}'s)", r + excess, r, op=OP,
+                  quantity=quantity, dtype=dtype)
 
 
 def run_parity(impl: str, case, device: torch.device, dtype: torch.dtype, seed: int) -> None:
     inputs = with_grads(spec.make_inputs(case, device=device, dtype=dtype, seed=seed))
-    inputs64 = with_grads(inputs, torch.float64)
+    inputs_low, inputs64 = with_grads(inputs), with_grads(inputs, torch.float64)
+    reference = ops.resolve(OP, "reference")
     out = ops.resolve(OP, impl)(**inputs)
-    ref = ops.resolve(OP, "reference")(**inputs64)
+    low = reference(**inputs_low)
+    ref = reference(**inputs64)
     if case.extra.get("exact"):
         keep = torch.ones(ref.shape[:-1], dtype=torch.bool, device=ref.device)
     else:
@@ -96,15 +113,17 @@ def run_parity(impl: str, case, device: torch.device, dtype: torch.dtype, seed: 
         assert keep.double().mean() > 0.9, f"only {keep.double().mean():.3f} of the samples are trusted"
     assert (ref != 0).any(-1).double().mean() > 0.1, "the case samples too few non-zero features to test anything"
     keep = keep[..., None].to(torch.float64)
-    check("out", out * keep, ref * keep, "out", out.dtype)
+    check("out", out * keep, ref * keep, low * keep, "out", out.dtype)
 
     g = torch.Generator(device="cpu").manual_seed(seed + 1)
     cotangent = (torch.randn(ref.shape, generator=g, dtype=torch.float64).to(device) * keep).to(dtype)
     out.backward(cotangent)
+    low.backward(cotangent)
     ref.backward(cotangent.to(torch.float64))
-    for (name, leaf), leaf64 in zip(leaves(inputs).items(), leaves(inputs64).values(), strict=True):
+    for (name, leaf), leaf_low, leaf64 in zip(leaves(inputs).items(), leaves(inputs_low).values(),
+                                              leaves(inputs64).values(), strict=True):
         assert leaf.grad is not None and leaf.grad.dtype == leaf.dtype, f"d{name}: missing or wrong dtype"
-        check(f"d{name}", leaf.grad, leaf64.grad, "grad", leaf.dtype)  # geometry stays fp32 in bf16 runs
+        check(f"d{name}", leaf.grad, leaf64.grad, leaf_low.grad, "grad", leaf.dtype)  # geometry stays fp32 in bf16
 
 
 @pytest.mark.parametrize("impl", KERNELS)
