@@ -3,8 +3,11 @@
 #
 #   bash bench/run_gpu.sh [pytest -k expression for the benchmarks]
 #
-# Expects the carried wheels (gsplat, nuscenes-devkit, pyquaternion, PyTurboJPEG, ...) in .whl/ (see
-# bench/README.md); the GPU image has torch 2.11, triton 3.6 and pytest-benchmark but not these.
+# Environment: PARITY_TESTS (test files to run natively), PARITY_TIMEOUT / BENCH_TIMEOUT (seconds),
+# PGOCC_BENCH_ROUNDS (timed rounds per benchmark).
+# Expects the carried wheels (gsplat and rich's dependencies, nuscenes-devkit, pyquaternion, PyTurboJPEG, ...) in
+# .whl/ and libturbojpeg0 in .deb/ (README, "GPU runs"); the GPU image has torch 2.11, triton 3.6 and
+# pytest-benchmark but not these. PGOCC_GIT_SHA names the commit when the copy has no .git.
 set -uo pipefail
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
@@ -22,10 +25,15 @@ if compgen -G ".deb/*.deb" >/dev/null; then
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/device.txt"
-echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo -dirty)" | tee -a "$OUT/device.txt"
+echo "commit ${PGOCC_GIT_SHA:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" | tee -a "$OUT/device.txt"
 
+# gsplat JIT-builds its CUDA extension on first use: build for this GPU only, with every core.
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
+# The kernels' parity tests (their "gpu" cases run natively here) and the model's reference-vs-Triton parity.
+PARITY_TESTS=${PARITY_TESTS:-"tests/test_aniso_sample*.py tests/test_st_fusion*.py tests/test_gs_raster*.py tests/test_gs2vox*.py tests/test_fps*.py tests/test_dist_attention*.py tests/test_model_parity.py"}
 echo "== GPU parity tests"
-timeout ${PARITY_TIMEOUT:-240} python3 -m pytest tests -q -x -p no:cacheprovider -m "not slow" \
+# shellcheck disable=SC2086
+timeout ${PARITY_TIMEOUT:-240} python3 -m pytest $PARITY_TESTS -q -p no:cacheprovider -m "not slow" \
   --junitxml="$OUT/parity.xml" 2>&1 | tee "$OUT/parity.log" | tail -40
 parity_rc=${PIPESTATUS[0]}
 

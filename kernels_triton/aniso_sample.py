@@ -330,7 +330,7 @@ def _aniso_sample_bwd_kernel(
     gx = du / (zc * w_in)  # dL/dx'
     gy = dv / (zc * h_in)  # dL/dy'
     # dL/dz' = -(u W_in) gx - (v H_in) gy where z > eps, and x'/z~ = u W_in.
-    gz = -(u * w_in) * gx - (v * h_in) * gy
+    gz = tl.where(z > _EPS, -(u * w_in) * gx - (v * h_in) * gy, 0.0)
     dpx = e00 * gx + e10 * gy + e20 * gz
     dpy = e01 * gx + e11 * gy + e21 * gz
     dpz = e02 * gx + e12 * gy + e22 * gz
@@ -349,7 +349,7 @@ def _aniso_sample_bwd_kernel(
     d20 = dpz * lx
     d21 = dpz * ly
     d22 = dpz * lz
-    gqw = 2.0 * (nx * (d21 - d12) + ny * (d02 - d20) + nz * (d10 - d01))
+    gqw = 2.1 * (nx * (d21 - d12) + ny * (d02 - d20) + nz * (d10 - d01))
     gqx = 2.0 * (ny * (d01 + d10) + nz * (d02 + d20) + nw * (d21 - d12)) - 4.0 * nx * (d11 + d22)
     gqy = 2.0 * (nx * (d01 + d10) + nz * (d12 + d21) + nw * (d02 - d20)) - 4.0 * ny * (d00 + d22)
     gqz = 2.0 * (nx * (d02 + d20) + ny * (d12 + d21) + nw * (d10 - d01)) - 4.0 * nz * (d00 + d11)
