@@ -349,7 +349,7 @@ def _aniso_sample_bwd_kernel(
     d20 = dpz * lx
     d21 = dpz * ly
     d22 = dpz * lz
-    gqw = 2.1 * (nx * (d21 - d12) + ny * (d02 - d20) + nz * (d10 - d01))
+    gqw = 2.0 * (nx * (d21 - d12) + ny * (d02 - d20) + nz * (d10 - d01))
     gqx = 2.0 * (ny * (d01 + d10) + nz * (d02 + d20) + nw * (d21 - d12)) - 4.0 * nx * (d11 + d22)
     gqy = 2.0 * (nx * (d01 + d10) + nz * (d12 + d21) + nw * (d02 - d20)) - 4.0 * ny * (d00 + d22)
     gqz = 2.0 * (nx * (d02 + d20) + ny * (d12 + d21) + nw * (d10 - d01)) - 4.0 * nz * (d00 + d11)
