@@ -31,11 +31,13 @@ MAX_LEVELS = 4
 _EPS = tl.constexpr(1e-5)  # released projection code: depth clamp and validity threshold
 _GEO_PARTS = 13  # per-row partial gradients: offsets (3), centres (3), extents (3), quaternion (4)
 
-# Rows per program and warps. Under the interpreter a larger block means fewer (slow) programs. On sm_90 (triton
-# 3.6, C = 64, L = 4) the backward at 32 rows x 4 warps needs 255 registers plus a 280-byte spill stack; 16 rows x
-# 8 warps fits in 208 without spills. The forward uses 151 registers at 32 x 4 and 88 at 32 x 8.
-_FWD_BLOCK_R, _FWD_WARPS = (64, 4) if _INTERPRET else (32, 8)
-_BWD_BLOCK_R, _BWD_WARPS = (64, 4) if _INTERPRET else (16, 8)
+# Rows per program and warps. Under the interpreter a larger block means fewer (slow) programs. GPU values: the
+# fastest of a sweep on an H100 (bench/RESULTS.md, 2026-11-23; default case, fp32, triton 3.6):
+#   fwd rows x warps: 16x4 0.492 ms, 32x8 0.508, 16x8 0.513, 32x4 0.671 (151 registers), 64x8 0.924
+#   bwd (incl. the 0.234 ms zero fill): 32x16 2.170 ms, 32x8 2.189, 8x4 2.688, 16x8 2.906; 32x4 spills (255
+#   registers + a 208-byte stack on sm_90) and was left out. ptxas: fwd 16x4 88 registers, bwd 32x16 128, no spills.
+_FWD_BLOCK_R, _FWD_WARPS = (64, 4) if _INTERPRET else (16, 4)
+_BWD_BLOCK_R, _BWD_WARPS = (64, 4) if _INTERPRET else (32, 16)
 
 
 @triton.jit
@@ -268,7 +270,7 @@ def _aniso_sample_bwd_kernel(
 
     (px, py, pz, lx, ly, lz, sx, sy, sz, ox, oy, oz,
      r00, r01, r02, r10, r11, r12, r20, r21, r22, nw, nx, ny, nz, inv_norm) = _points(
-        centers_ptr, quats_ptr, scales_ptr, offsets_ptr, b, q, g, p, rmask, Q, G, P)  # only the point is used here
+        centers_ptr, quats_ptr, scales_ptr, offsets_ptr, b, q, g, p, rmask, Q, G, P)
     e_ptr = ego2img_ptr + (b * T + t) * N * 16
     view, u, v = _first_valid_view(px, py, pz, e_ptr, h_in, w_in, N)
     slab = ((b * T + t) * G + g) * N + view
@@ -309,11 +311,6 @@ def _aniso_sample_bwd_kernel(
         du += du_l
         dv += dv_l
 
-    # Recomputed rather than kept live through the level blocks: keeping the 26 values spilled registers (255 + a
-    # 208-byte stack on sm_90, triton 3.6); the reloads hit L1/L2.
-    (px, py, pz, lx, ly, lz, sx, sy, sz, ox, oy, oz,
-     r00, r01, r02, r10, r11, r12, r20, r21, r22, nw, nx, ny, nz, inv_norm) = _points(
-        centers_ptr, quats_ptr, scales_ptr, offsets_ptr, b, q, g, p, rmask, Q, G, P)
     # (u, v) -> point: u = x / z~ / W_in with z~ = max(z, eps) (no gradient through the clamp below eps).
     m = e_ptr + view * 16
     e00 = tl.load(m + 0).to(tl.float32)

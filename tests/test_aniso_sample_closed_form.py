@@ -28,7 +28,7 @@ EXPECTED_FRAME0 = [
     (1, 8, 20),     # behind cameras 0 and 2
     (0, 0, 0),      # z' = 0 everywhere: fallback, x' = y' = 0
     (0, -1, 16),    # h = -1: level 0 excluded, partly padded above
-    (0, 7.5, 11),
+    (0, 2**-13 / 1e-5, 2**-14 / 1e-5),  # z' = 0 everywhere: z~ = 1e-5, x' = 2^-14, y' = 2^-13
     (0, 6, 12),
     (0, 4, 12),
     (0, 7, 30),     # valid in cameras 0 and 2

@@ -157,8 +157,10 @@ def test_single_query_attends_to_itself(impl: str, num_old: int, device: torch.d
     cot = torch.randn_like(out)
     out.backward(cot)
     torch.testing.assert_close(inputs["v"].grad, cot, rtol=1e-6, atol=1e-6)
+    # Exactly 0 in exact arithmetic: dS = P·(dO·v - Σ dO·O) with P = 1 and O = v; the two float32 dot products differ
+    # by rounding, ~1e-7·|dO||v|·sqrt(D) (dτ is exactly 0: the only distance is 0).
     for name in ("q", "k", "tau"):
-        assert inputs[name].grad.abs().max() < 1e-6, f"d {name} must vanish with a single key"
+        assert inputs[name].grad.abs().max() < 1e-4, f"d {name} must vanish with a single key"
 
 
 @pytest.mark.parametrize("impl", [i for i in KERNELS if spec.IMPLS[i].deterministic])

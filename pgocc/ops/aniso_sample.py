@@ -70,7 +70,7 @@ CASES: dict[str, list[Case]] = {
              note="released weight order, odd P and C, two cameras with gaps", extra={"released": True}),
         Case("exact_corners", {"B": 1, "Q": 2, "T": 2, "N": 3, "G": 2, "P": 4, "L": 4, "C": 8, "H_in": 16, "W_in": 32},
              note="dyadic geometry: points exactly on texel corners, on image borders (u, v = 0 or 1), on h = -1, "
-                  "behind every camera, visible nowhere, visible in two cameras",
+                  "behind every camera (z' = 0, sampled inside camera 0), visible nowhere, visible in two cameras",
              extra={"exact": True}),
     ],
     "gpu": [
@@ -208,7 +208,7 @@ def _exact_inputs(case: Case, g: torch.Generator) -> dict:
         [-4, 2, 0],       # behind cameras 0 and 2, valid in camera 1
         [0, 0, 0],        # z' = 0 in every camera: z~ = 1e-5, sampled at texel (0, 0) of camera 0
         [4, 0, 4.5],      # h = -1 exactly at level 0 (excluded), h = -0.5 at level 1 (partly padded)
-        [4, 2.5, 0.25],   # interior, half-texel in h
+        [0, -2**-17, -2**-16],  # z' = 0 everywhere but x', y' != 0: camera 0 at u = x'/1e-5/W_in ~ 0.19 (inside)
         [8, 4, 2],        # corner at X = 8
         [2, 1, 1],        # corner at X = 2
         [4, -7, 0.5],     # valid in cameras 0 and 2: the first wins
