@@ -26,6 +26,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from kernels_triton._utils import unit_quat_rotation
+
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 MAX_LEVELS = 4
 _EPS = tl.constexpr(1e-5)  # released projection code: depth clamp and validity threshold
@@ -38,26 +40,6 @@ _GEO_PARTS = 13  # per-row partial gradients: offsets (3), centres (3), extents 
 #   registers + a 208-byte stack on sm_90) and was left out. ptxas: fwd 16x4 88 registers, bwd 32x16 128, no spills.
 _FWD_BLOCK_R, _FWD_WARPS = (64, 4) if _INTERPRET else (16, 4)
 _BWD_BLOCK_R, _BWD_WARPS = (64, 4) if _INTERPRET else (32, 16)
-
-
-@triton.jit
-def _rotation(qw, qx, qy, qz):
-    """Rotation matrix of q / |q| (row-major entries) and the normalised quaternion with 1 / |q|."""
-    inv_norm = 1.0 / tl.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-    w = qw * inv_norm
-    x = qx * inv_norm
-    y = qy * inv_norm
-    z = qz * inv_norm
-    r00 = 1.0 - 2.0 * (y * y + z * z)
-    r01 = 2.0 * (x * y - w * z)
-    r02 = 2.0 * (x * z + w * y)
-    r10 = 2.0 * (x * y + w * z)
-    r11 = 1.0 - 2.0 * (x * x + z * z)
-    r12 = 2.0 * (y * z - w * x)
-    r20 = 2.0 * (x * z - w * y)
-    r21 = 2.0 * (y * z + w * x)
-    r22 = 1.0 - 2.0 * (x * x + y * y)
-    return r00, r01, r02, r10, r11, r12, r20, r21, r22, w, x, y, z, inv_norm
 
 
 @triton.jit
@@ -160,7 +142,7 @@ def _points(centers_ptr, quats_ptr, scales_ptr, offsets_ptr, b, q, g, p, rmask, 
     qx = tl.load(quats_ptr + qi * 4 + 1, mask=rmask, other=0.0).to(tl.float32)
     qy = tl.load(quats_ptr + qi * 4 + 2, mask=rmask, other=0.0).to(tl.float32)
     qz = tl.load(quats_ptr + qi * 4 + 3, mask=rmask, other=0.0).to(tl.float32)
-    r00, r01, r02, r10, r11, r12, r20, r21, r22, w, x, y, z, inv_norm = _rotation(qw, qx, qy, qz)
+    w, x, y, z, inv_norm, r00, r01, r02, r10, r11, r12, r20, r21, r22 = unit_quat_rotation(qw, qx, qy, qz)
     lx = sx * ox
     ly = sy * oy
     lz = sz * oz
@@ -373,8 +355,8 @@ def _level_args(features: Sequence[Tensor]) -> tuple[list[Tensor], list[int]]:
     """The four level pointers (unused ones repeat level 0, never read) and their (H_l, W_l)."""
     ptrs = list(features) + [features[0]] * (MAX_LEVELS - len(features))
     sizes: list[int] = []
-    for l in range(MAX_LEVELS):
-        sizes += [features[l].shape[2], features[l].shape[3]] if l < len(features) else [1, 1]
+    for lvl in range(MAX_LEVELS):
+        sizes += [features[lvl].shape[2], features[lvl].shape[3]] if lvl < len(features) else [1, 1]
     return ptrs, sizes
 
 

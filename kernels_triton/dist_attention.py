@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels_triton._utils import cast_rne, dot_acc
+
 # Under the interpreter, tl.dot multiplies the raw bits of bf16 operands (TOOLCHAIN.md §2) and float32 -> bf16 casts
 # truncate (triton 3.6 _convert_float), so bf16 runs there keep float32 tiles and round by hand (EMULATE_BF16).
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -41,30 +43,9 @@ _BWD_CONFIGS = _configs(((64, 64, 4, 2), (128, 64, 8, 2)))
 
 
 @triton.jit
-def _dot(a, b, EMULATE_BF16: tl.constexpr):
-    """a @ b accumulated in float32 (float64 for float64 tiles); float32 tiles use three TF32 products (tf32x3),
-    which keeps float32 accuracy on the tensor cores. Under EMULATE_BF16 both operands go in as float32 (bf16 values
-    multiply exactly there)."""
-    if EMULATE_BF16:
-        a = a.to(tl.float32)
-        b = b.to(tl.float32)
-    return tl.dot(a, b, input_precision="tf32x3")
-
-
-@triton.jit
-def _to(x, dtype: tl.constexpr, EMULATE_BF16: tl.constexpr):
-    """x rounded to nearest-even in ``dtype``; emulated bf16 stays a float32 tile holding the bf16 value."""
-    if EMULATE_BF16:
-        bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-        return bits.to(tl.float32, bitcast=True)
-    return x.to(dtype)
-
-
-@triton.jit
 def _logits(qb, kb, cx_i, cy_i, tau_i, cx_j, cy_j, rows, cols, Q, num_old, sm_scale, EMULATE_BF16: tl.constexpr):
     """Logits of one tile [BLOCK_M, BLOCK_N] (-inf where masked or out of range) and the BEV distances."""
-    s = _dot(qb, tl.trans(kb), EMULATE_BF16) * sm_scale
+    s = dot_acc(qb, tl.trans(kb), EMULATE_BF16) * sm_scale
     dx = cx_i[:, None] - cx_j[None, :]
     dy = cy_i[:, None] - cy_j[None, :]
     dist = tl.sqrt(dx * dx + dy * dy)
@@ -132,7 +113,7 @@ def _dist_attn_fwd_kernel(q_ptr, k_ptr, v_ptr, c_ptr, tau_ptr, seed_ptr, out_ptr
         l_i = l_i * alpha + tl.sum(p, axis=1)
         if DROPOUT:
             p = tl.where(_keep(seed, row_off, cols, dropout_p), p, 0.0)
-        pv = _dot(_to(p, v_ptr.dtype.element_ty, EMULATE_BF16), vb, EMULATE_BF16)
+        pv = dot_acc(cast_rne(p, v_ptr.dtype.element_ty, EMULATE_BF16), vb, EMULATE_BF16)
         acc = acc * alpha[:, None] + pv
         m_i = m_new
     inv_l = 1.0 / l_i
@@ -141,7 +122,7 @@ def _dist_attn_fwd_kernel(q_ptr, k_ptr, v_ptr, c_ptr, tau_ptr, seed_ptr, out_ptr
     out = acc * inv_l[:, None]
     out_mask = row_ok[:, None] & (rd < D)[None, :]
     tl.store(out_ptr + b * so_b + h * so_h + rows[:, None] * so_q + rd[None, :] * so_d,
-             _to(out, out_ptr.dtype.element_ty, EMULATE_BF16), mask=out_mask)
+             cast_rne(out, out_ptr.dtype.element_ty, EMULATE_BF16), mask=out_mask)
     tl.store(out_acc_ptr + (bh.to(tl.int64) * Q + rows[:, None]) * D + rd[None, :], out, mask=out_mask)
     tl.store(lse_ptr + bh.to(tl.int64) * Q + rows, m_i + tl.log(l_i), mask=row_ok)
 
@@ -189,20 +170,20 @@ def _dist_attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, c_ptr, tau_ptr, seed_ptr, do
         tau_i = tl.load(t_base + rows * st_q, mask=row_ok, other=0.0).to(ACC)
         s, _ = _logits(qb, kb, cx_i, cy_i, tau_i, cx_j, cy_j, rows, cols, Q, num_old, sm_scale, EMULATE_BF16)
         p = tl.where(row_ok[:, None], tl.exp(s - lse[:, None]), 0.0)
-        dp = _dot(dob, tl.trans(vb), EMULATE_BF16)
+        dp = dot_acc(dob, tl.trans(vb), EMULATE_BF16)
         if DROPOUT:
             keep = _keep(seed, (bh.to(tl.int64) * Q + rows) * Q, cols, dropout_p)
             p_used = tl.where(keep, p / (1.0 - dropout_p), 0.0)
             dp = tl.where(keep, dp / (1.0 - dropout_p), 0.0)
         else:
             p_used = p
-        dv += _dot(tl.trans(_to(p_used, v_ptr.dtype.element_ty, EMULATE_BF16)), dob, EMULATE_BF16)
+        dv += dot_acc(tl.trans(cast_rne(p_used, v_ptr.dtype.element_ty, EMULATE_BF16)), dob, EMULATE_BF16)
         ds = p * (dp - delta[:, None])
-        dk += _dot(tl.trans(_to(ds, q_ptr.dtype.element_ty, EMULATE_BF16)), qb, EMULATE_BF16)
+        dk += dot_acc(tl.trans(cast_rne(ds, q_ptr.dtype.element_ty, EMULATE_BF16)), qb, EMULATE_BF16)
     out_off = stat_base * D + cols[:, None] * D + rd[None, :]
     out_mask = col_ok[:, None] & (rd < D)[None, :]
-    tl.store(dk_ptr + out_off, _to(dk * sm_scale, dk_ptr.dtype.element_ty, EMULATE_BF16), mask=out_mask)
-    tl.store(dv_ptr + out_off, _to(dv, dv_ptr.dtype.element_ty, EMULATE_BF16), mask=out_mask)
+    tl.store(dk_ptr + out_off, cast_rne(dk * sm_scale, dk_ptr.dtype.element_ty, EMULATE_BF16), mask=out_mask)
+    tl.store(dv_ptr + out_off, cast_rne(dv, dv_ptr.dtype.element_ty, EMULATE_BF16), mask=out_mask)
 
 
 @triton.autotune(configs=_BWD_CONFIGS, key=["BLOCK_D", "DROPOUT"])
@@ -247,14 +228,14 @@ def _dist_attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, c_ptr, tau_ptr, seed_ptr, dout
         cy_j = tl.load(c_base + cols * sc_q + sc_x, mask=col_ok, other=0.0).to(ACC)
         s, dist = _logits(qb, kb, cx_i, cy_i, tau_i, cx_j, cy_j, rows, cols, Q, num_old, sm_scale, EMULATE_BF16)
         p = tl.where(row_ok[:, None], tl.exp(s - lse[:, None]), 0.0)
-        dp = _dot(dob, tl.trans(vb), EMULATE_BF16)
+        dp = dot_acc(dob, tl.trans(vb), EMULATE_BF16)
         if DROPOUT:
             dp = tl.where(_keep(seed, row_off, cols, dropout_p), dp / (1.0 - dropout_p), 0.0)
         ds = p * (dp - delta[:, None])
-        dq += _dot(_to(ds, q_ptr.dtype.element_ty, EMULATE_BF16), kb, EMULATE_BF16)
+        dq += dot_acc(cast_rne(ds, q_ptr.dtype.element_ty, EMULATE_BF16), kb, EMULATE_BF16)
         dtau -= tl.sum(ds * dist, axis=1)
     tl.store(dq_ptr + stat_base * D + rows[:, None] * D + rd[None, :],
-             _to(dq * sm_scale, dq_ptr.dtype.element_ty, EMULATE_BF16),
+             cast_rne(dq * sm_scale, dq_ptr.dtype.element_ty, EMULATE_BF16),
              mask=row_ok[:, None] & (rd < D)[None, :])
     tl.store(dtau_ptr + stat_base + rows, dtau.to(dtau_ptr.dtype.element_ty), mask=row_ok)
 

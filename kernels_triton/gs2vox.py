@@ -34,6 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels_triton._utils import unit_quat_rotation
 from pgocc.ops.gs2vox import DEFAULT_CUTOFF, DENSITY_EPS, grid_spec
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -59,19 +60,6 @@ _EPS = tl.constexpr(DENSITY_EPS)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Per-Gaussian geometry, shared by the prep and backward kernels.
-
-@triton.jit
-def _gs2vox_rotation(qw, qx, qy, qz):
-    """Unit quaternion (w, x, y, z), 1/|q| and its rotation matrix R (row major)."""
-    inv = 1.0 / tl.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-    w = qw * inv
-    x = qx * inv
-    y = qy * inv
-    z = qz * inv
-    return (w, x, y, z, inv,
-            1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z), 2.0 * (x * z + w * y),
-            2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x),
-            2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y))
 
 
 @triton.jit
@@ -109,7 +97,7 @@ def _gs2vox_prep_kernel(means_ptr, quats_ptr, scales_ptr, opac_ptr, params_ptr, 
     sy = tl.load(scales_ptr + row * 3 + 1, mask=m, other=1.0)
     sz = tl.load(scales_ptr + row * 3 + 2, mask=m, other=1.0)
     o = tl.load(opac_ptr + row, mask=m, other=0.0)
-    _, _, _, _, _, r00, r01, r02, r10, r11, r12, r20, r21, r22 = _gs2vox_rotation(qw, qx, qy, qz)
+    _, _, _, _, _, r00, r01, r02, r10, r11, r12, r20, r21, r22 = unit_quat_rotation(qw, qx, qy, qz)
     out = params_ptr + row * 16
     # M = diag(1/s) Rᵀ: row j is column j of R over s_j.
     tl.store(out, mx, mask=m)
@@ -293,7 +281,7 @@ def _gs2vox_bwd_kernel(means_ptr, quats_ptr, scales_ptr, opac_ptr, feat_ptr, poi
     o = tl.load(opac_ptr + gid)
     kk = tl.arange(0, KP)
     f = tl.load(feat_ptr + gid * K + kk, mask=kk < K, other=0.0)
-    w, x, y, z, inv, r00, r01, r02, r10, r11, r12, r20, r21, r22 = _gs2vox_rotation(
+    w, x, y, z, inv, r00, r01, r02, r10, r11, r12, r20, r21, r22 = unit_quat_rotation(
         tl.load(quats_ptr + gid * 4), tl.load(quats_ptr + gid * 4 + 1), tl.load(quats_ptr + gid * 4 + 2),
         tl.load(quats_ptr + gid * 4 + 3))
     m00, m01, m02 = r00 / sx, r10 / sx, r20 / sx

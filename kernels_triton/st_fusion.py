@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels_triton._utils import cast_rne, dot_acc
+
 # Under the interpreter, tl.dot multiplies the raw bits of bf16 operands (TOOLCHAIN.md §2) and float32 -> bf16 casts
 # truncate (triton 3.6 _convert_float), so bf16 runs there keep float32 tiles and round by hand (EMULATE_BF16).
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -22,27 +24,6 @@ _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 def _configs(warps: tuple[int, ...]) -> list[triton.Config]:
     # The interpreter cannot benchmark; with a single config the autotuner does not try to.
     return [triton.Config({}, num_warps=w) for w in ((4,) if _INTERPRET else warps)]
-
-
-@triton.jit
-def _dot(a, b, EMULATE_BF16: tl.constexpr):
-    """a @ b accumulated in float32 (float64 for float64 tiles); float32 tiles use three TF32 products (tf32x3),
-    which keeps float32 accuracy on the tensor cores. Under EMULATE_BF16 both operands go in as float32 (bf16 values
-    multiply exactly there)."""
-    if EMULATE_BF16:
-        a = a.to(tl.float32)
-        b = b.to(tl.float32)
-    return tl.dot(a, b, input_precision="tf32x3")
-
-
-@triton.jit
-def _to(x, dtype: tl.constexpr, EMULATE_BF16: tl.constexpr):
-    """x rounded to nearest-even in ``dtype``; emulated bf16 stays a float32 tile holding the bf16 value."""
-    if EMULATE_BF16:
-        bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-        return bits.to(tl.float32, bitcast=True)
-    return x.to(dtype)
 
 
 @triton.jit
@@ -89,10 +70,10 @@ def _forward_slab(x_ptr, m_ptr, s_ptr, pid, Q, G, TP, C, P, eps,
                 mask=mask_cc, other=0.0)
     s = tl.load(s_ptr + _slab_offset(pid, Q, G, ss_b, ss_q, ss_g) + rp[:, None] * ss_p + rt[None, :] * ss_t,
                 mask=mask_pt, other=0.0)
-    yn, rstd_y = _layer_norm(_dot(x, m, EMULATE_BF16), mask_tc, TP * C, eps)
+    yn, rstd_y = _layer_norm(dot_acc(x, m, EMULATE_BF16), mask_tc, TP * C, eps)
     # The point mix consumes Y rounded to the input dtype, as the tensor cores (and torch in that dtype) would.
-    a = _to(tl.maximum(yn, 0.0), x_ptr.dtype.element_ty, EMULATE_BF16)
-    zn, rstd_z = _layer_norm(_dot(s, a, EMULATE_BF16), mask_pc, P * C, eps)
+    a = cast_rne(tl.maximum(yn, 0.0), x_ptr.dtype.element_ty, EMULATE_BF16)
+    zn, rstd_z = _layer_norm(dot_acc(s, a, EMULATE_BF16), mask_pc, P * C, eps)
     return x, m, s, yn, rstd_y, a, zn, rstd_z, mask_tc, mask_pc
 
 
@@ -111,7 +92,7 @@ def _st_fusion_fwd_kernel(x_ptr, m_ptr, s_ptr, out_ptr, Q, G, TP, C, P, eps,
     rp = tl.arange(0, BLOCK_P)
     out = tl.maximum(zn, 0.0)
     tl.store(out_ptr + _slab_offset(pid, Q, G, so_b, so_q, so_g) + rp[:, None] * so_p + rc[None, :] * so_c,
-             _to(out, out_ptr.dtype.element_ty, EMULATE_BF16), mask=mask_pc)
+             cast_rne(out, out_ptr.dtype.element_ty, EMULATE_BF16), mask=mask_pc)
 
 
 # Not 4 warps: three live [128, 64] float32 tiles (Z, dZ, dOut) would need ~190 registers per thread and spill.
@@ -133,19 +114,19 @@ def _st_fusion_bwd_kernel(dout_ptr, x_ptr, m_ptr, s_ptr, dx_ptr, dm_ptr, ds_ptr,
     dout = tl.load(dout_ptr + _slab_offset(pid, Q, G, sd_b, sd_q, sd_g) + rp[:, None] * sd_p + rc[None, :] * sd_c,
                    mask=mask_pc, other=0.0).to(zn.dtype)
     dz = _layer_norm_bwd(tl.where(zn > 0, dout, 0.0), zn, rstd_z, mask_pc, P * C)
-    dz = _to(dz, x_ptr.dtype.element_ty, EMULATE_BF16)
-    ds = _dot(dz, tl.trans(a), EMULATE_BF16)            # [P, TP]
-    da = _dot(tl.trans(s), dz, EMULATE_BF16)            # [TP, C]
+    dz = cast_rne(dz, x_ptr.dtype.element_ty, EMULATE_BF16)
+    ds = dot_acc(dz, tl.trans(a), EMULATE_BF16)            # [P, TP]
+    da = dot_acc(tl.trans(s), dz, EMULATE_BF16)            # [TP, C]
     dy = _layer_norm_bwd(tl.where(yn > 0, da, 0.0), yn, rstd_y, mask_tc, TP * C)
-    dy = _to(dy, x_ptr.dtype.element_ty, EMULATE_BF16)
-    dm = _dot(tl.trans(x), dy, EMULATE_BF16)            # [C, C]
-    dx = _dot(dy, tl.trans(m), EMULATE_BF16)            # [TP, C]
-    tl.store(dx_ptr + pid * TP * C + rt[:, None] * C + rc[None, :], _to(dx, dx_ptr.dtype.element_ty, EMULATE_BF16),
+    dy = cast_rne(dy, x_ptr.dtype.element_ty, EMULATE_BF16)
+    dm = dot_acc(tl.trans(x), dy, EMULATE_BF16)            # [C, C]
+    dx = dot_acc(dy, tl.trans(m), EMULATE_BF16)            # [TP, C]
+    tl.store(dx_ptr + pid * TP * C + rt[:, None] * C + rc[None, :], cast_rne(dx, dx_ptr.dtype.element_ty, EMULATE_BF16),
              mask=mask_tc)
-    tl.store(dm_ptr + pid * C * C + rc[:, None] * C + rc[None, :], _to(dm, dm_ptr.dtype.element_ty, EMULATE_BF16),
+    tl.store(dm_ptr + pid * C * C + rc[:, None] * C + rc[None, :], cast_rne(dm, dm_ptr.dtype.element_ty, EMULATE_BF16),
              mask=(rc < C)[:, None] & (rc < C)[None, :])
-    tl.store(ds_ptr + pid * P * TP + rp[:, None] * TP + rt[None, :], _to(ds, ds_ptr.dtype.element_ty, EMULATE_BF16),
-             mask=(rp < P)[:, None] & (rt < TP)[None, :])
+    tl.store(ds_ptr + pid * P * TP + rp[:, None] * TP + rt[None, :],
+             cast_rne(ds, ds_ptr.dtype.element_ty, EMULATE_BF16), mask=(rp < P)[:, None] & (rt < TP)[None, :])
 
 
 def _block(n: int) -> int:

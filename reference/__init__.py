@@ -1,1 +1,4 @@
-"""Pure-PyTorch reference implementations, one module per hot path (CPU and float64 capable; never imports kernels_triton)."""
+"""Pure-PyTorch reference implementations, one module per hot path.
+
+CPU and float64 capable; never imports kernels_triton.
+"""

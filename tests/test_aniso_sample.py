@@ -92,9 +92,9 @@ def check(name: str, out: torch.Tensor, ref: torch.Tensor, low: torch.Tensor, qu
     through assert_parity, with atol relative to max|ref| (gradient scales vary by orders of magnitude).
     """
     scale = ref.detach().abs().max().clamp_min(1e-30)
-    o, r, l = (t.detach().to(torch.float64) / scale for t in (out, ref, low))
+    o, r, lo = (t.detach().to(torch.float64) / scale for t in (out, ref, low))
     err = o - r
-    excess = err.sign() * (err.abs() - BASELINE_FACTOR * (l - r).abs()).clamp_min(0)
+    excess = err.sign() * (err.abs() - BASELINE_FACTOR * (lo - r).abs()).clamp_min(0)
     assert_parity(f"{name} (error beyond {BASELINE_FACTOR}x torch-{str(dtype)[6:]}'s)", r + excess, r, op=OP,
                   quantity=quantity, dtype=dtype)
 

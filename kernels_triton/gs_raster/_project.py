@@ -15,6 +15,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from kernels_triton._utils import unit_quat_rotation
+
 NEAR_PLANE = tl.constexpr(0.01)
 EPS2D = tl.constexpr(0.3)
 LOG_255 = tl.constexpr(5.541263545158426)  # ln(255): o exp(-sigma) >= 1/255  <=>  sigma <= ln(255 o)
@@ -26,20 +28,7 @@ PROJ_STRIDE = tl.constexpr(8)
 @triton.jit
 def _world_covariance(qw, qx, qy, qz, sx, sy, sz):
     """Normalised quaternion, rotation R (row-major), M = R diag(s) and Sigma = M M^T (upper triangle)."""
-    inv = 1.0 / tl.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-    w = qw * inv
-    x = qx * inv
-    y = qy * inv
-    z = qz * inv
-    r00 = 1.0 - 2.0 * (y * y + z * z)
-    r01 = 2.0 * (x * y - w * z)
-    r02 = 2.0 * (x * z + w * y)
-    r10 = 2.0 * (x * y + w * z)
-    r11 = 1.0 - 2.0 * (x * x + z * z)
-    r12 = 2.0 * (y * z - w * x)
-    r20 = 2.0 * (x * z - w * y)
-    r21 = 2.0 * (y * z + w * x)
-    r22 = 1.0 - 2.0 * (x * x + y * y)
+    w, x, y, z, inv, r00, r01, r02, r10, r11, r12, r20, r21, r22 = unit_quat_rotation(qw, qx, qy, qz)
     m00 = r00 * sx
     m01 = r01 * sy
     m02 = r02 * sz

@@ -22,7 +22,8 @@ HELP = "run each hot path's configured kernel beside its float64 reference and r
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_experiment_arguments(parser, default="configs.base:base")
     parser.add_argument("--impl", default=None, help="run this implementation for every op instead of the config's")
-    parser.add_argument("--run-dir", type=Path, default=None, help="where to write results (default RUN_ROOT/check-<time>)")
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="where to write results (default train.run_root/check-<time>)")
 
 
 def _max_diff(out: object, ref: object) -> float:

@@ -133,7 +133,7 @@ def level_shapes(case: Case) -> list[tuple[int, int]]:
     d = case.dims
     if case.extra.get("exact"):
         return list(_EXACT_LEVELS[: d["L"]])
-    return [(max(1, d["H_in"] // (4 << l)), max(1, d["W_in"] // (4 << l))) for l in range(d["L"])]
+    return [(max(1, d["H_in"] // (4 << lvl)), max(1, d["W_in"] // (4 << lvl))) for lvl in range(d["L"])]
 
 
 def _rot_z(yaw: float) -> torch.Tensor:
