@@ -61,9 +61,12 @@ TOL: dict[tuple[str, str, torch.dtype], Tol] = {
     # test_gs_raster.py). CPU interpreter (exact fp32 dot), 40 scenes of the "cpu" cases, 2026-11-23: outputs ratio
     # <= 1.2e-6, |err| <= 2e-6 + 1e-4 |ref|; gradients ratio <= 3e-5, |err| <= 1e-3 + 1e-4 |ref| with |ref| up to
     # 2e3 (divisions by 1 - a, up to 1000, amplify rounding). H100 run 1 (tf32x3 dots, "gpu" cases): outputs ratio
-    # 1.6e-6 but |err| up to 4.5e-5 at |ref| 0.06 (hence atol 2e-4).
+    # 1.6e-6 but |err| up to 4.5e-5 at |ref| 0.06 (hence atol 2e-4). Gradients on the H100 (lead, 6 seeds x the
+    # v6_90x160 and v2_180x320 "gpu" cases, 2026-11-24): 5 of 6 seeds inside the earlier rtol 1e-3 / ratio 2e-4; one
+    # gave dquats ratio 2.4e-4 with 4 of 6000 entries at |err| 0.72 for |ref| 265 (2.7e-3 relative; max |ref| 2e3):
+    # float32 sums over many pixels in another order than the reference. Rows set ~4x above that worst case.
     ("gs_raster", "out", F32): Tol(rtol=1e-4, atol=2e-4, ratio=2e-5),
-    ("gs_raster", "grad", F32): Tol(rtol=1e-3, atol=1e-2, ratio=2e-4),
+    ("gs_raster", "grad", F32): Tol(rtol=1e-2, atol=1e-2, ratio=1e-3),
     # gsplat 1.5.3 (the peer), same comparison: set as the triton rows x 10; every "gpu" case passed on an H100
     # (2026-11-23, two runs), the actual errors were not recorded. The triton rows passed there too (run 2).
     ("gs_raster_gsplat", "out", F32): Tol(rtol=1e-3, atol=2e-4, ratio=2e-4),
