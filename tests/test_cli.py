@@ -41,3 +41,17 @@ def test_kernels_lists_every_op(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for op in ops.OPS:
         assert f"{op} " in out
+
+
+def test_check_kernels_writes_results(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from pgocc import ops
+
+    run_dir = tmp_path / "run"
+    assert main(["check-kernels", "--config", "configs.tiny:tiny", "--run-dir", str(run_dir)]) == 0
+    rows = json.loads((run_dir / "check_kernels.json").read_text())
+    assert [r["op"] for r in rows] == list(ops.OPS)
+    assert all(r["max_abs_diff"] < 1e-5 for r in rows), rows  # float32 reference vs float64 reference
+    assert json.loads((run_dir / "config.json").read_text())["kernels"]["fps"] == "reference"
+    assert set(json.loads((run_dir / "kernels.json").read_text())) == set(ops.OPS)
