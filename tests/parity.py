@@ -55,3 +55,24 @@ def assert_parity(name: str, out: torch.Tensor, ref: torch.Tensor, *, op: str, q
             f"  max |diff| = {float(err.max()) if err.numel() else 0.0:.3e}, max |ref| = "
             f"{float(r.abs().max()) if r.numel() else 0.0:.3e}"
         )
+
+
+def assert_parity_scaled(name: str, out: torch.Tensor, ref: torch.Tensor, *, op: str, quantity: str = "out",
+                         dtype: torch.dtype | None = None) -> None:
+    """``assert_parity`` on both tensors divided by max|ref|, so that atol is relative to the largest element (for
+    gradients whose entries span orders of magnitude)."""
+    scale = ref.detach().abs().max().clamp_min(1e-30)
+    assert_parity(f"{name} / max|ref|", out.detach().double() / scale, ref.detach().double() / scale, op=op,
+                  quantity=quantity, dtype=dtype or out.dtype)
+
+
+def assert_not_worse_than_torch(name: str, out: torch.Tensor, low: torch.Tensor, ref: torch.Tensor, *, op: str,
+                                quantity: str) -> None:
+    """Low-precision rule (STYLE.md §6.5 rule 4): the largest error of ``out`` relative to max|ref| is at most twice
+    that of ``low`` (torch's own path in the same dtype) plus the tolerance row's atol."""
+    scale = ref.detach().abs().max()
+    err = float((out.detach().double() - ref).abs().max() / scale)
+    low_err = float((low.detach().double() - ref).abs().max() / scale)
+    limit = 2 * low_err + tolerance(op, quantity, out.dtype).atol
+    assert err <= limit, (f"{op}/{name}: {out.dtype} error {err:.3e} of max|ref| exceeds 2 x torch's own "
+                          f"({low_err:.3e}) + atol")

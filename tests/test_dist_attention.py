@@ -16,8 +16,7 @@ import torch
 from pgocc import ops
 from pgocc.ops._contract import Case
 from tests.conftest import HAS_GPU, parity_cases
-from tests.parity import assert_parity
-from tests.tolerances import tolerance
+from tests.parity import assert_not_worse_than_torch, assert_parity_scaled
 
 OP = "dist_attention"
 spec = ops.contract(OP)
@@ -48,19 +47,7 @@ def leaves(inputs: dict, dtype: torch.dtype) -> dict:
 
 
 def check(name: str, got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, quantity: str) -> None:
-    """assert_parity on both tensors divided by max|want|, so that atol is relative to the largest element."""
-    scale = want.abs().max().clamp_min(1e-30)
-    assert_parity(f"{name} / max|ref|", got.double() / scale, want / scale, op=OP, quantity=quantity, dtype=dtype)
-
-
-def assert_not_worse_than_torch(name: str, got: torch.Tensor, low: torch.Tensor, want: torch.Tensor,
-                                quantity: str) -> None:
-    """bf16: max error at most twice that of torch's own bf16 path, plus atol (STYLE.md §6.5 rule 4)."""
-    scale = want.abs().max()
-    err = float((got.detach().double() - want).abs().max() / scale)
-    low_err = float((low.detach().double() - want).abs().max() / scale)
-    limit = 2 * low_err + tolerance(OP, quantity, BF16).atol
-    assert err <= limit, f"{name}: bf16 error {err:.3e} of max|ref| exceeds 2 x torch-bf16 ({low_err:.3e}) + atol"
+    assert_parity_scaled(name, got, want, op=OP, quantity=quantity, dtype=dtype)
 
 
 @pytest.mark.parametrize("impl,case,dtype", _combos())
@@ -80,9 +67,10 @@ def test_matches_reference(impl: str, case: Case, dtype: torch.dtype, device: to
         low_in = leaves(inputs, dtype)
         low = ops.resolve(OP, "reference")(**low_in)
         low.backward(cot)
-        assert_not_worse_than_torch("out", out, low.detach(), ref, "out")
+        assert_not_worse_than_torch("out", out, low, ref, op=OP, quantity="out")
         for name in GRAD_ARGS:
-            assert_not_worse_than_torch(f"d {name}", ins[name].grad, low_in[name].grad, ref_in[name].grad, "grad")
+            assert_not_worse_than_torch(f"d {name}", ins[name].grad, low_in[name].grad, ref_in[name].grad, op=OP,
+                                        quantity="grad")
 
 
 @pytest.mark.parametrize("impl", KERNELS)

@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from pgocc import ops
 from pgocc.ops._contract import Case
 from tests.conftest import HAS_GPU, parity_cases
-from tests.parity import assert_parity
-from tests.tolerances import tolerance
+from tests.parity import assert_not_worse_than_torch, assert_parity_scaled
 
 OP = "st_fusion"
 spec = ops.contract(OP)
@@ -46,9 +45,7 @@ def leaves(inputs: dict, dtype: torch.dtype) -> dict:
 
 
 def check(name: str, got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, quantity: str) -> None:
-    """assert_parity on both tensors divided by max|want|, so that atol is relative to the largest element."""
-    scale = want.abs().max().clamp_min(1e-30)
-    assert_parity(f"{name} / max|ref|", got.double() / scale, want / scale, op=OP, quantity=quantity, dtype=dtype)
+    assert_parity_scaled(name, got, want, op=OP, quantity=quantity, dtype=dtype)
 
 
 def pre_activations(inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,11 +81,8 @@ def test_matches_reference(impl: str, case: Case, dtype: torch.dtype, device: to
         check(f"d {name}", ins[name].grad[keep], ref_in[name].grad[keep], dtype, "grad")
     if dtype == BF16:
         # The forward must not be worse than twice torch's own bf16 path (STYLE.md §6.5 rule 4).
-        low = ops.resolve(OP, "reference")(**leaves(inputs, dtype)).detach()
-        scale = ref.abs().max()
-        err, low_err = ((out.double() - ref).abs().max() / scale), ((low.double() - ref).abs().max() / scale)
-        assert err <= 2 * low_err + tolerance(OP, "out", dtype).atol, (
-            f"bf16 output error {err:.3e} (of max|ref|) exceeds twice torch-bf16's {low_err:.3e}")
+        low = ops.resolve(OP, "reference")(**leaves(inputs, dtype))
+        assert_not_worse_than_torch("out", out, low, ref, op=OP, quantity="out")
 
 
 @pytest.mark.parametrize("impl", KERNELS)
