@@ -2,29 +2,41 @@
 
     fps(points, lengths, num_samples) -> indices         (contract and semantics: pgocc.ops.fps)
       -> pgocc::fps (torch.library.custom_op)
-         GPU:         _fps_persistent_kernel   one launch; the CTAs of a row exchange their local argmax through
-                                               tagged words in global memory every iteration (a grid-wide
-                                               argmax, no separate barrier)
-         interpreter: _fps_step_kernel × K     one launch per selected point; each launch picks the previous
-                                               winner from the per-CTA candidates (two-stage reduction)
+         GPU, float32:  _fps_persistent_kernel  one launch; the CTAs of a row exchange one 64-bit key each per
+                                                iteration through global memory (a grid-wide argmax, no barrier)
+         otherwise:     _fps_step_kernel × K    one launch per selected point (the interpreter, float64)
 
 Row b's valid prefix is cut into C chunks of BLOCK points, one per CTA. In the persistent kernel a CTA keeps its
 chunk (coordinates and running minimum distance) in registers for all K iterations. Per iteration it updates the
-minimum distance to the last selected point, reduces its chunk to one candidate (distance, index, coordinates),
-publishes the candidate as 64-bit words ``payload << 32 | tag`` (tag = iteration), and polls the C candidates of its
-row until every word carries this iteration's tag; every CTA then reduces the same C candidates to the same winner.
-Each 64-bit word is read and written whole, so a word with the right tag holds the right payload: no fences, no
-counters. Two slot buffers alternate by iteration parity: a CTA can only write iteration j + 2 after every CTA of
-its row published iteration j + 1, i.e. after each of them finished reading iteration j.
+minimum distance to the last selected point and reduces its chunk to one 64-bit key
+
+    key = distance bits (32) | inverted index (24) | tag (8)
+
+whose integer order is the selection order: float32 distances are >= 0, so their bit patterns order like the
+values; a larger inverted index ``2^24 - 1 - i`` is a lower index i, so ties go to the lowest index; the tag is the
+iteration number mod 256. The CTA publishes its key and polls the keys of its row's C CTAs until every one carries
+this iteration's tag; their maximum is the winner, the same in every CTA, whose coordinates it then loads from
+``points``. A 64-bit word is read and written whole, so a word with the right tag holds the right key: no fences,
+no counters. Two slot buffers alternate by iteration parity: a CTA can only write iteration j + 2 after every CTA of
+its row published iteration j + 1, i.e. after each of them finished reading iteration j (tags mod 256 tell j from
+j - 2).
+
+What made the exchange cheap (H100, 345,600 -> 6000; bench/RESULTS.md): all CTAs poll the same words, so the L2
+slices holding them are the bottleneck. One 64-bit key instead of five tagged words (distance, x, y, z, index;
+15.6 -> 11.6 ms), keys spread one per 32 bytes or more instead of packed (-> 10.3 ms), four replicas of every key
+with each CTA polling one replica (-> 10.0 ms), and a poll loop that issues the next load before reducing the
+previous one (-> 9.35 ms). Publishing the coordinates beside the key, to save the dependent load of the winner's
+coordinates, was slower (more polled words); so were backing off between polls, two polls in flight, 2048 or 8192
+points per CTA, 8 warps, and a local reduction over [S, BLOCK / S] tiles.
 
 The persistent kernel spins on other CTAs, so every CTA of a row must be resident at once: it is launched as a
 cooperative grid (the driver refuses a grid that cannot be co-resident instead of hanging) of at most one CTA per
-SM. The Triton interpreter runs programs one after another, so spinning there would deadlock; it runs the step
-kernel instead, which the GPU tests also exercise.
+SM. The Triton interpreter runs programs one after another, so it can run the persistent kernel only with one CTA
+per row (the tests do); the registry's path there is the step kernel.
 
 Exactness: distances are ``dx*dx + dy*dy + dz*dz`` in the input dtype with FMA contraction disabled, which rounds
-exactly as the reference's separate torch ops; ties go to the lowest index (local reductions and the exchange both
-order by (distance desc, index asc)). Hence the indices are identical to the reference's. Deterministic.
+exactly as the reference's separate torch ops; ties go to the lowest index. Hence the indices are identical to the
+reference's. Deterministic.
 """
 
 from __future__ import annotations
@@ -42,126 +54,76 @@ INTERPRETER_SMS = 4
 """SM count assumed under the interpreter: enough CTAs per row to exercise the cross-CTA reduction, few programs."""
 MAX_BLOCK = 16384
 """Largest chunk per CTA kept in registers (4 values per point); beyond it the kernel would spill heavily."""
+GPU_MIN_BLOCK = 4096
+"""Smallest chunk per CTA on the GPU: fewer, fuller CTAs make the exchange cheaper. H100, persistent kernel:
+345,600 -> 6000 in 9.35 ms at 4096 points per CTA vs 9.72 at 2048; 100,000 -> 1000 in 1.42 vs 1.52 ms."""
+IDX_BITS = 24
+"""Index bits of a key: rows of up to 2^24 points."""
+TAG_BITS = 8
+REPLICAS = 4
+"""Copies of each published key; CTA c polls copy c mod REPLICAS, spreading the polls over more L2 slices."""
+SECTOR = 8
+"""int64 words between published keys: one key per 64 bytes. H100, 345,600 -> 6000, six slot addresses each: 4 words
+9.49-9.64 ms, 8 words 9.22-9.47 ms, 16 words 9.50-9.81 ms."""
 
 
 @triton.jit
-def _fps_argmax_combine(d1, i1, x1, y1, z1, d2, i2, x2, y2, z2):
-    # Order: larger distance first, then smaller index (the reference's first maximum).
-    take1 = (d1 > d2) | ((d1 == d2) & (i1 < i2))
-    return (tl.where(take1, d1, d2), tl.where(take1, i1, i2), tl.where(take1, x1, x2), tl.where(take1, y1, y2),
-            tl.where(take1, z1, z2))
-
-
-@triton.jit
-def _fps_poll_combine(r1, d1, i1, x1, y1, z1, r2, d2, i2, x2, y2, z2):
-    d, i, x, y, z = _fps_argmax_combine(d1, i1, x1, y1, z1, d2, i2, x2, y2, z2)
-    return tl.minimum(r1, r2), d, i, x, y, z
-
-
-@triton.jit
-def _fps_update(mind, valid, x, y, z, px, py, pz):
+def _fps_update(mind, x, y, z, px, py, pz):
     # Same operation order as the reference: ((dx*dx + dy*dy) + dz*dz), no FMA (enable_fp_fusion=False).
+    # Padding lanes hold mind = -1, below every distance, so they stay -1 without a mask.
     dx = x - px
     dy = y - py
     dz = z - pz
-    d = dx * dx + dy * dy + dz * dz
-    return tl.where(valid, tl.minimum(mind, d), mind)
-
-
-@triton.jit
-def _fps_word(payload, tag):
-    # payload: int64 whose low 32 bits are kept; tag: iteration number (< 2^31).
-    return (payload << 32) | tag
-
-
-@triton.jit
-def _fps_float_words(v, tag, IS_F64: tl.constexpr):
-    """(high word, low word) of a float; for float32 the low word is unused."""
-    if IS_F64:
-        bits = v.to(tl.int64, bitcast=True)
-        return _fps_word(bits >> 32, tag), _fps_word(bits & 0xFFFFFFFF, tag)
-    else:
-        bits = v.to(tl.int32, bitcast=True).to(tl.int64)
-        return _fps_word(bits, tag), _fps_word(bits, tag)
-
-
-@triton.jit
-def _fps_words_float(hi, lo, IS_F64: tl.constexpr):
-    if IS_F64:
-        return (((hi >> 32) << 32) | ((lo >> 32) & 0xFFFFFFFF)).to(tl.float64, bitcast=True)
-    else:
-        return (hi >> 32).to(tl.int32).to(tl.float32, bitcast=True)
-
-
-@triton.jit
-def _fps_publish_float(slot_ptr, f: tl.constexpr, C_PAD: tl.constexpr, cta, v, tag, IS_F64: tl.constexpr):
-    hi, lo = _fps_float_words(v, tag, IS_F64)
-    tl.store(slot_ptr + f * C_PAD + cta, hi)
-    if IS_F64:
-        tl.store(slot_ptr + (f + 1) * C_PAD + cta, lo)
-
-
-@triton.jit
-def _fps_read_float(slot_ptr, f: tl.constexpr, C_PAD: tl.constexpr, lanes, lane_ok, tag, IS_F64: tl.constexpr):
-    """(values, tag matches) of field f of every CTA's slot; volatile, so each poll re-reads L2."""
-    hi = tl.load(slot_ptr + f * C_PAD + lanes, mask=lane_ok, other=0, volatile=True)
-    ok = (hi & 0xFFFFFFFF) == tag
-    lo = hi
-    if IS_F64:
-        lo = tl.load(slot_ptr + (f + 1) * C_PAD + lanes, mask=lane_ok, other=0, volatile=True)
-        ok = ok & ((lo & 0xFFFFFFFF) == tag)
-    return _fps_words_float(hi, lo, IS_F64), ok
+    return tl.minimum(mind, dx * dx + dy * dy + dz * dz)
 
 
 @triton.jit
 def _fps_persistent_kernel(points_ptr, lengths_ptr, slots_ptr, out_ptr, K, stride_pb, stride_pn, stride_pc,
                            stride_ob, C: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
-                           IS_F64: tl.constexpr):
+                           IDX_BITS: tl.constexpr, TAG_BITS: tl.constexpr, REPLICAS: tl.constexpr,
+                           SECTOR: tl.constexpr):
+    IDX_MASK: tl.constexpr = (1 << IDX_BITS) - 1
+    TAG_MASK: tl.constexpr = (1 << TAG_BITS) - 1
+    STALE: tl.constexpr = 0x7FFFFFFFFFFFFFFF   # above every key: marks a slot not yet published this iteration
     cta = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     n = tl.load(lengths_ptr + b)
-    lane = tl.arange(0, BLOCK)
-    offs = cta * BLOCK + lane
+    offs = cta * BLOCK + tl.arange(0, BLOCK)
     valid = offs < n
     row = points_ptr + b * stride_pb
     x = tl.load(row + offs * stride_pn, mask=valid, other=0.0)
     y = tl.load(row + offs * stride_pn + stride_pc, mask=valid, other=0.0)
     z = tl.load(row + offs * stride_pn + 2 * stride_pc, mask=valid, other=0.0)
-    idx = offs.to(tl.int64)
-    # Padding lanes hold -1: below every distance, so never a candidate while a valid point exists.
-    mind = tl.where(valid, tl.full((BLOCK,), float("inf"), x.dtype), tl.full((BLOCK,), -1.0, x.dtype))
+    low = (IDX_MASK - offs).to(tl.int64) << TAG_BITS
+    # Padding lanes hold -1: their keys are negative, below every valid point's.
+    mind = tl.where(valid, float("inf"), -1.0)
     px = tl.load(row)
     py = tl.load(row + stride_pc)
     pz = tl.load(row + 2 * stride_pc)
     if cta == 0:
         tl.store(out_ptr + b * stride_ob, 0)
-    # Fields of a slot: distance, x, y, z (one word each, two for float64), then the index.
-    NW: tl.constexpr = 2 if IS_F64 else 1
-    F_IDX: tl.constexpr = 4 * NW
-    F: tl.constexpr = 4 * NW + 1
     lanes = tl.arange(0, C_PAD)
     lane_ok = lanes < C
     for j in range(1, K):
-        tag = j.to(tl.int64)
-        slot = slots_ptr + ((b * 2 + j % 2) * F) * C_PAD
-        mind = _fps_update(mind, valid, x, y, z, px, py, pz)
-        bd, bi, bx, by, bz = tl.reduce((mind, idx, x, y, z), 0, _fps_argmax_combine)
-        _fps_publish_float(slot, 0, C_PAD, cta, bd, tag, IS_F64)
-        _fps_publish_float(slot, NW, C_PAD, cta, bx, tag, IS_F64)
-        _fps_publish_float(slot, 2 * NW, C_PAD, cta, by, tag, IS_F64)
-        _fps_publish_float(slot, 3 * NW, C_PAD, cta, bz, tag, IS_F64)
-        tl.store(slot + F_IDX * C_PAD + cta, _fps_word(bi, tag))
-        ready = cta * 0
-        while ready == 0:
-            cd, ok_d = _fps_read_float(slot, 0, C_PAD, lanes, lane_ok, tag, IS_F64)
-            cx, ok_x = _fps_read_float(slot, NW, C_PAD, lanes, lane_ok, tag, IS_F64)
-            cy, ok_y = _fps_read_float(slot, 2 * NW, C_PAD, lanes, lane_ok, tag, IS_F64)
-            cz, ok_z = _fps_read_float(slot, 3 * NW, C_PAD, lanes, lane_ok, tag, IS_F64)
-            wi = tl.load(slot + F_IDX * C_PAD + lanes, mask=lane_ok, other=0, volatile=True)
-            ok = (ok_d & ok_x & ok_y & ok_z & ((wi & 0xFFFFFFFF) == tag)) | (lanes >= C)
-            cd = tl.where(lane_ok, cd, -1.0)
-            ready, bd, bi, px, py, pz = tl.reduce((ok.to(tl.int32), cd, wi >> 32, cx, cy, cz), 0,
-                                                  _fps_poll_combine)
+        tag = j & TAG_MASK
+        slot = slots_ptr + (b * 2 + j % 2) * (REPLICAS * C_PAD * SECTOR)
+        mind = _fps_update(mind, x, y, z, px, py, pz)
+        word = tl.max((mind.to(tl.int32, bitcast=True).to(tl.int64) << 32) | low, 0) | tag
+        for r in tl.static_range(REPLICAS):
+            tl.store(slot + (r * C_PAD + cta) * SECTOR, word)
+        mine = slot + (cta % REPLICAS) * (C_PAD * SECTOR)
+        # The next poll is issued before the previous one is reduced: a sample every L2 round trip.
+        polled = tl.load(mine + lanes * SECTOR, mask=lane_ok, other=-STALE, volatile=True)
+        win = tl.full((), STALE, tl.int64)
+        while win == STALE:
+            nxt = tl.load(mine + lanes * SECTOR, mask=lane_ok, other=-STALE, volatile=True)
+            stale = lane_ok & ((polled & TAG_MASK) != tag)
+            win = tl.max(tl.where(stale, STALE, polled), 0)
+            polled = nxt
+        bi = IDX_MASK - ((win >> TAG_BITS) & IDX_MASK)
+        px = tl.load(row + bi * stride_pn)
+        py = tl.load(row + bi * stride_pn + stride_pc)
+        pz = tl.load(row + bi * stride_pn + 2 * stride_pc)
         if cta == 0:
             tl.store(out_ptr + b * stride_ob + j, bi)
 
@@ -198,7 +160,7 @@ def _fps_step_kernel(points_ptr, lengths_ptr, mind_ptr, cand_ptr, cand_idx_ptr, 
         y = tl.load(row + offs * stride_pn + stride_pc, mask=valid, other=0.0)
         z = tl.load(row + offs * stride_pn + 2 * stride_pc, mask=valid, other=0.0)
         mind = tl.load(mind_ptr + b * C * BLOCK + offs, mask=valid, other=-1.0)
-        mind = _fps_update(mind, valid, x, y, z, px, py, pz)
+        mind = _fps_update(mind, x, y, z, px, py, pz)
         tl.store(mind_ptr + b * C * BLOCK + offs, mind, mask=valid)
         cur = (j % 2 * B + b) * C_PAD + cta
         tl.store(cand_ptr + cur, tl.max(mind, 0))
@@ -210,45 +172,59 @@ def _sm_count(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
-def plan(num_rows: int, num_points: int, device: torch.device) -> tuple[int, int]:
-    """(CTAs per row C, points per CTA BLOCK): at most one CTA per SM over all rows, BLOCK a power of two.
-
-    Fewer, fuller CTAs beat more, emptier ones: a CTA costs the same per iteration whatever share of its BLOCK
-    lanes is valid, and fewer candidates make the exchange cheaper.
-    """
-    sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device()) \
-        if device.type == "cuda" else INTERPRETER_SMS
-    per_row = max(1, sms // num_rows)
-    block = max(16, triton.next_power_of_2(triton.cdiv(num_points, per_row)))
+def plan(num_rows: int, num_points: int, ctas_per_row: int, min_block: int) -> tuple[int, int]:
+    """(CTAs per row C, points per CTA BLOCK): at most ``ctas_per_row`` CTAs, BLOCK a power of two >= min_block
+    (or the row rounded up, when smaller)."""
+    if num_points > 1 << IDX_BITS:
+        raise ValueError(f"fps (triton): {num_points} points per row exceed the {1 << IDX_BITS} a key can index")
+    block = max(16, min(min_block, triton.next_power_of_2(num_points)),
+                triton.next_power_of_2(triton.cdiv(num_points, ctas_per_row)))
     if block > MAX_BLOCK:
-        raise ValueError(f"fps (triton): {num_points} points per row over {per_row} CTA(s) per row needs "
+        raise ValueError(f"fps (triton): {num_points} points per row over {ctas_per_row} CTA(s) per row needs "
                          f"{block} points per CTA, above the register-resident limit {MAX_BLOCK}; "
                          f"use fewer rows per call or the reference")
     return triton.cdiv(num_points, block), block
 
 
 def _num_warps(block: int) -> int:
-    # ≤ 32 points per thread (207 registers at BLOCK 4096, no spill). Fewer warps are faster: H100, 345,600 -> 6000
-    # at BLOCK 4096: 4 warps 15.6 ms, 8 warps 16.6, 16 warps 22.8; 100,000 -> 1000 at BLOCK 1024: 2.26 / 2.67 / 3.59.
+    # <= 32 points per thread. Fewer warps are faster: H100, 345,600 -> 6000 at BLOCK 4096: 4 warps 9.35 ms,
+    # 8 warps 9.73 ms (persistent kernel).
     return max(4, block // 1024)
 
 
-def fps_launch(points: torch.Tensor, lengths: torch.Tensor, num_samples: int, *, persistent: bool) -> torch.Tensor:
-    """Run one of the two kernel designs (``persistent`` needs a GPU); see the module docstring."""
+def fps_launch(points: torch.Tensor, lengths: torch.Tensor, num_samples: int, *, persistent: bool,
+               ctas_per_row: int | None = None) -> torch.Tensor:
+    """Run one of the two kernel designs (see the module docstring).
+
+    Args:
+        persistent: the persistent kernel (float32 only); else one launch per selected point.
+        ctas_per_row: cap on the CTAs sharing a row; default one CTA per SM over all rows (under the interpreter
+            4 SMs are assumed). The interpreter runs the persistent kernel only with ``ctas_per_row=1``.
+    """
     B, N, _ = points.shape
     out = torch.empty(B, num_samples, dtype=torch.int64, device=points.device)
     torch._assert_async(((lengths >= num_samples) & (lengths <= N)).all(),
                         "fps: every lengths[b] must lie in [num_samples, N]")
-    C, block = plan(B, N, points.device)
+    on_gpu = points.device.type == "cuda" and not INTERPRET
+    if ctas_per_row is None:
+        sms = _sm_count(points.device.index if points.device.index is not None else torch.cuda.current_device()) \
+            if on_gpu else INTERPRETER_SMS
+        ctas_per_row = max(1, sms // B)
+    C, block = plan(B, N, ctas_per_row, GPU_MIN_BLOCK if on_gpu else 16)
     c_pad = max(2, triton.next_power_of_2(C))
     strides = (points.stride(0), points.stride(1), points.stride(2), out.stride(0))
-    is_f64 = points.dtype == torch.float64
     if persistent:
-        fields = 9 if is_f64 else 5
-        slots = torch.zeros(B, 2, fields, c_pad, dtype=torch.int64, device=points.device)
+        if points.dtype != torch.float32:
+            raise ValueError(f"fps (triton): the persistent design packs float32 distances into its keys; got "
+                             f"points of dtype {points.dtype} (the step design takes float64)")
+        if INTERPRET and C > 1:
+            raise ValueError(f"fps (triton): the interpreter runs CTAs one after another, so the persistent design "
+                             f"needs one CTA per row there (ctas_per_row=1); planned {C}")
+        slots = torch.zeros(B, 2, REPLICAS, c_pad, SECTOR, dtype=torch.int64, device=points.device)
         _fps_persistent_kernel[(C, B)](points, lengths, slots, out, num_samples, *strides, C=C, C_PAD=c_pad,
-                                       BLOCK=block, IS_F64=is_f64, num_warps=_num_warps(block),
-                                       enable_fp_fusion=False, launch_cooperative_grid=True)
+                                       BLOCK=block, IDX_BITS=IDX_BITS, TAG_BITS=TAG_BITS, REPLICAS=REPLICAS,
+                                       SECTOR=SECTOR, num_warps=_num_warps(block), enable_fp_fusion=False,
+                                       launch_cooperative_grid=not INTERPRET)
         return out
     mind = torch.full((B, C * block), float("inf"), dtype=points.dtype, device=points.device)
     cand = torch.empty(2, B, c_pad, dtype=points.dtype, device=points.device)
@@ -261,7 +237,7 @@ def fps_launch(points: torch.Tensor, lengths: torch.Tensor, num_samples: int, *,
 
 @torch.library.custom_op("pgocc::fps", mutates_args=())
 def _fps_op(points: torch.Tensor, lengths: torch.Tensor, num_samples: int) -> torch.Tensor:
-    return fps_launch(points, lengths, num_samples, persistent=not INTERPRET)
+    return fps_launch(points, lengths, num_samples, persistent=not INTERPRET and points.dtype == torch.float32)
 
 
 @_fps_op.register_fake

@@ -1,9 +1,10 @@
 """fps: identical indices to the reference (random points, exact ties, K = N, K = 1, ragged rows), both kernel
 designs, compile, bad input.
 
-On CPU the Triton kernels run under TRITON_INTERPRET=1 (the one-launch-per-iteration design only: the persistent
-kernel spins on other CTAs, which a sequential interpreter cannot run); with a GPU both designs run natively on the
-"gpu" cases.
+On CPU the Triton kernels run under TRITON_INTERPRET=1: the step design as planned (several CTAs per row), the
+persistent design with one CTA per row (its CTAs spin on each other, which a sequential interpreter cannot run, so
+the cross-CTA exchange itself is only exercised on the GPU); with a GPU both designs run natively on the "gpu"
+cases.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tests.conftest import HAS_GPU, case_ids, parity_cases
 OP = "fps"
 spec = ops.contract(OP)
 KERNELS = [name for name in ops.available(OP) if name != "reference"]
-DESIGNS = ["persistent", "step"] if HAS_GPU else ["step"]
+DESIGNS = ["persistent", "step"]
 
 
 def assert_equal(out: torch.Tensor, ref: torch.Tensor) -> None:
@@ -34,7 +35,9 @@ def assert_equal(out: torch.Tensor, ref: torch.Tensor) -> None:
 def launch(design: str, points: torch.Tensor, lengths: torch.Tensor, num_samples: int) -> torch.Tensor:
     from kernels_triton.fps import fps_launch
 
-    return fps_launch(points, lengths, num_samples, persistent=design == "persistent")
+    if design == "persistent":
+        return fps_launch(points, lengths, num_samples, persistent=True, ctas_per_row=None if HAS_GPU else 1)
+    return fps_launch(points, lengths, num_samples, persistent=False)
 
 
 @pytest.mark.parametrize("impl", KERNELS)
@@ -52,11 +55,35 @@ def test_each_design_matches_reference(design: str, case: Case, device: torch.de
     assert_equal(launch(design, **inputs), ops.resolve(OP, "reference")(**inputs))
 
 
-@pytest.mark.parametrize("design", DESIGNS)
-def test_float64(design: str, device: torch.device, seed: int) -> None:
+@pytest.mark.parametrize("impl", KERNELS)
+def test_float64(impl: str, device: torch.device, seed: int) -> None:
+    """float64 goes to the step design (the persistent kernel's keys hold float32 distances)."""
     case = parity_cases(OP)[0]
     inputs = spec.make_inputs(case, device=device, dtype=torch.float64, seed=seed)
-    assert_equal(launch(design, **inputs), ops.resolve(OP, "reference")(**inputs))
+    assert_equal(ops.resolve(OP, impl)(**inputs), ops.resolve(OP, "reference")(**inputs))
+    with pytest.raises(ValueError, match="persistent design packs float32 distances"):
+        launch("persistent", **inputs)
+
+
+def test_persistent_tags_wrap_around(device: torch.device, seed: int) -> None:
+    """More than 256 iterations: the 8-bit iteration tags of the published keys wrap."""
+    case = Case("b1_n320_k300", {"B": 1, "N": 320, "K": 300})
+    inputs = spec.make_inputs(case, device=device, seed=seed)
+    assert_equal(launch("persistent", **inputs), ops.resolve(OP, "reference")(**inputs))
+
+
+def test_plan() -> None:
+    from kernels_triton.fps import GPU_MIN_BLOCK, plan
+
+    assert plan(1, 345_600, 132, GPU_MIN_BLOCK) == (85, 4096)      # stage 0 on an H100: 85 CTAs
+    assert plan(1, 100_000, 132, GPU_MIN_BLOCK) == (25, 4096)      # fewer, fuller CTAs
+    assert plan(1, 1000, 132, GPU_MIN_BLOCK) == (1, 1024)          # a small row: one CTA
+    assert plan(4, 200, 1, 16) == (1, 256)
+    assert plan(1, 200, 4, 16) == (4, 64)
+    with pytest.raises(ValueError, match="register-resident limit"):
+        plan(1, 3_000_000, 132, GPU_MIN_BLOCK)
+    with pytest.raises(ValueError, match="a key can index"):
+        plan(1, (1 << 24) + 1, 132, GPU_MIN_BLOCK)
 
 
 @pytest.mark.parametrize("design", DESIGNS)

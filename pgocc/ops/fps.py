@@ -17,9 +17,9 @@ Semantics: the first index is 0; each next index is the point whose squared Eucl
 the lowest index. Selected points have distance 0, so with K == length every point is selected once.
 
 Implementations: ``reference`` (a PyTorch loop per row, one host sync per sample) and ``triton`` (each row split over
-up to one CTA per SM; on the GPU one persistent cooperative launch whose CTAs exchange their local argmax every
-iteration, under the interpreter one launch per sample; at most 16384 points per CTA, i.e. about 2.1 M points per
-row on an H100 when B = 1). Both deterministic, identical indices.
+up to one CTA per SM; on the GPU in float32 one persistent cooperative launch whose CTAs exchange one 64-bit key
+each per iteration, otherwise (interpreter, float64) one launch per sample; at most 16384 points per CTA, i.e.
+about 2.1 M points per row on an H100 when B = 1). Both deterministic, identical indices.
 """
 
 from __future__ import annotations
