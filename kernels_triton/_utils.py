@@ -7,6 +7,26 @@ import triton.language as tl
 
 
 @triton.jit
+def load_xyz(ptr, row, mask, other: tl.constexpr):
+    """The three consecutive values (x, y, z) of each ``row`` of a [n, 3] tensor, as float32 (``other`` where
+    masked off)."""
+    x = tl.load(ptr + row * 3, mask=mask, other=other).to(tl.float32)
+    y = tl.load(ptr + row * 3 + 1, mask=mask, other=other).to(tl.float32)
+    z = tl.load(ptr + row * 3 + 2, mask=mask, other=other).to(tl.float32)
+    return x, y, z
+
+
+@triton.jit
+def load_quat(ptr, row, mask):
+    """The quaternion (w, x, y, z) of each ``row`` of a [n, 4] tensor, as float32; the identity where masked off."""
+    qw = tl.load(ptr + row * 4, mask=mask, other=1.0).to(tl.float32)
+    qx = tl.load(ptr + row * 4 + 1, mask=mask, other=0.0).to(tl.float32)
+    qy = tl.load(ptr + row * 4 + 2, mask=mask, other=0.0).to(tl.float32)
+    qz = tl.load(ptr + row * 4 + 3, mask=mask, other=0.0).to(tl.float32)
+    return qw, qx, qy, qz
+
+
+@triton.jit
 def unit_quat_rotation(qw, qx, qy, qz):
     """Normalised quaternion (w, x, y, z), 1/|q| and the rotation matrix R(q/|q|) in row-major order.
 

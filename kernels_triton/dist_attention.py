@@ -10,7 +10,8 @@ tiles and τ, and the softmax is computed online. Saved for the backward beyond 
 - Dropout: keep(i, j) = philox_uniform(seed, ((b·H + h)·Q + i)·Q + j) >= p with ``tl.rand``, independent of the tiling,
   so the backward kernels regenerate exactly the forward's mask from the saved seed.
 - Backward: one kernel per key block accumulates dK and dV over query blocks; one per query block accumulates dQ and
-  dτ over key blocks. Both recompute the probabilities from the saved log-sum-exp. No atomics: deterministic.
+  dτ over key blocks. Both recompute the probabilities from the saved log-sum-exp in one shared tile function
+  (``_bwd_tile``). No atomics: deterministic.
 """
 
 from __future__ import annotations
@@ -61,10 +62,50 @@ def _keep(seed, row_off, cols, dropout_p):
 
 
 @triton.jit
+def _bwd_tile(qb, kb, vb, dob, lse, delta, cx_i, cy_i, tau_i, cx_j, cy_j, rows, cols, Q, num_old, sm_scale, seed,
+              row_off, dropout_p, DROPOUT: tl.constexpr, EMULATE_BF16: tl.constexpr):
+    """The backward's work on one [BLOCK_M, BLOCK_N] tile, shared by the dK/dV and the dQ kernels: P recomputed from
+    the saved log-sum-exp, dP = dO·vᵀ, the forward's dropout mask regenerated from ``row_off`` (see ``_keep``), and
+    dS = P∘(dP - Σ).
+
+    Returns (p_used, ds, dist): P as the forward applied it to V (dropped and rescaled; for dV), dS (not yet scaled by
+    sm_scale) and the BEV distances (for dτ). The dQ kernel ignores p_used and the dK/dV kernel dist; the compiler
+    drops what a kernel does not use.
+    """
+    s, dist = _logits(qb, kb, cx_i, cy_i, tau_i, cx_j, cy_j, rows, cols, Q, num_old, sm_scale, EMULATE_BF16)
+    p = tl.where((rows < Q)[:, None], tl.exp(s - lse[:, None]), 0.0)
+    dp = dot_acc(dob, tl.trans(vb), EMULATE_BF16)
+    if DROPOUT:
+        keep = _keep(seed, row_off, cols, dropout_p)
+        p_used = tl.where(keep, p / (1.0 - dropout_p), 0.0)
+        dp = tl.where(keep, dp / (1.0 - dropout_p), 0.0)
+    else:
+        p_used = p
+    return p_used, p * (dp - delta[:, None]), dist
+
+
+@triton.jit
 def _load_rows(ptr, rows, rd, n, D, s_row, s_d):
     """A [len(rows), BLOCK_D] tile of a [n, D] matrix, zero outside."""
     return tl.load(ptr + rows[:, None] * s_row + rd[None, :] * s_d, mask=(rows < n)[:, None] & (rd < D)[None, :],
                    other=0.0)
+
+
+@triton.jit
+def _load_centres(c_base, idx, Q, sc_q, sc_x, ACC: tl.constexpr):
+    """x and y BEV centres [len(idx)] of the queries ``idx`` (zero outside [0, Q)), in the accumulation dtype."""
+    ok = idx < Q
+    return (tl.load(c_base + idx * sc_q, mask=ok, other=0.0).to(ACC),
+            tl.load(c_base + idx * sc_q + sc_x, mask=ok, other=0.0).to(ACC))
+
+
+@triton.jit
+def _load_bwd_rows(do_base, stat_base, lse_ptr, delta_ptr, rows, rd, Q, D, sd_q, sd_d):
+    """The backward's inputs per query row: dO [len(rows), BLOCK_D], the log-sum-exp and Σ dO·O [len(rows)]."""
+    dob = _load_rows(do_base, rows, rd, Q, D, sd_q, sd_d)
+    lse = tl.load(lse_ptr + stat_base + rows, mask=rows < Q, other=0.0)
+    delta = tl.load(delta_ptr + stat_base + rows, mask=rows < Q, other=0.0)
+    return dob, lse, delta
 
 
 @triton.autotune(configs=_FWD_CONFIGS, key=["BLOCK_D", "DROPOUT"])
@@ -88,8 +129,7 @@ def _dist_attn_fwd_kernel(q_ptr, k_ptr, v_ptr, c_ptr, tau_ptr, seed_ptr, out_ptr
     k_base = k_ptr + b * sk_b + h * sk_h
     v_base = v_ptr + b * sv_b + h * sv_h
     c_base = c_ptr + b * sc_b
-    cx_i = tl.load(c_base + rows * sc_q, mask=row_ok, other=0.0).to(ACC)
-    cy_i = tl.load(c_base + rows * sc_q + sc_x, mask=row_ok, other=0.0).to(ACC)
+    cx_i, cy_i = _load_centres(c_base, rows, Q, sc_q, sc_x, ACC)
     tau_i = tl.load(tau_ptr + b * st_b + h * st_h + rows * st_q, mask=row_ok, other=0.0).to(ACC)
     seed = tl.load(seed_ptr)
     row_off = (bh.to(tl.int64) * Q + rows) * Q
@@ -100,11 +140,9 @@ def _dist_attn_fwd_kernel(q_ptr, k_ptr, v_ptr, c_ptr, tau_ptr, seed_ptr, out_ptr
     acc = tl.zeros([BLOCK_M, BLOCK_D], ACC)
     for start_n in range(0, hi, BLOCK_N):
         cols = start_n + tl.arange(0, BLOCK_N)
-        col_ok = cols < Q
         kb = _load_rows(k_base, cols, rd, Q, D, sk_q, sk_d)
         vb = _load_rows(v_base, cols, rd, Q, D, sv_q, sv_d)
-        cx_j = tl.load(c_base + cols * sc_q, mask=col_ok, other=0.0).to(ACC)
-        cy_j = tl.load(c_base + cols * sc_q + sc_x, mask=col_ok, other=0.0).to(ACC)
+        cx_j, cy_j = _load_centres(c_base, cols, Q, sc_q, sc_x, ACC)
         s, _ = _logits(qb, kb, cx_i, cy_i, tau_i, cx_j, cy_j, rows, cols, Q, num_old, sm_scale, EMULATE_BF16)
         # Every row has a visible key in the first tile (key 0), so m_new is finite from the first step on.
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -151,8 +189,7 @@ def _dist_attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, c_ptr, tau_ptr, seed_ptr, do
     c_base = c_ptr + b * sc_b
     t_base = tau_ptr + b * st_b + h * st_h
     stat_base = bh.to(tl.int64) * Q
-    cx_j = tl.load(c_base + cols * sc_q, mask=col_ok, other=0.0).to(ACC)
-    cy_j = tl.load(c_base + cols * sc_q + sc_x, mask=col_ok, other=0.0).to(ACC)
+    cx_j, cy_j = _load_centres(c_base, cols, Q, sc_q, sc_x, ACC)
     seed = tl.load(seed_ptr)
     # A block of new keys only: old queries never see it, so start at the query block holding query num_old.
     lo = tl.where(pid_n * BLOCK_N >= num_old, (num_old // BLOCK_M) * BLOCK_M, 0)
@@ -160,25 +197,13 @@ def _dist_attn_bwd_dkdv_kernel(q_ptr, k_ptr, v_ptr, c_ptr, tau_ptr, seed_ptr, do
     dv = tl.zeros([BLOCK_N, BLOCK_D], ACC)
     for start_m in range(lo, Q, BLOCK_M):
         rows = start_m + tl.arange(0, BLOCK_M)
-        row_ok = rows < Q
         qb = _load_rows(q_base, rows, rd, Q, D, sq_q, sq_d)
-        dob = _load_rows(do_base, rows, rd, Q, D, sd_q, sd_d)
-        lse = tl.load(lse_ptr + stat_base + rows, mask=row_ok, other=0.0)
-        delta = tl.load(delta_ptr + stat_base + rows, mask=row_ok, other=0.0)
-        cx_i = tl.load(c_base + rows * sc_q, mask=row_ok, other=0.0).to(ACC)
-        cy_i = tl.load(c_base + rows * sc_q + sc_x, mask=row_ok, other=0.0).to(ACC)
-        tau_i = tl.load(t_base + rows * st_q, mask=row_ok, other=0.0).to(ACC)
-        s, _ = _logits(qb, kb, cx_i, cy_i, tau_i, cx_j, cy_j, rows, cols, Q, num_old, sm_scale, EMULATE_BF16)
-        p = tl.where(row_ok[:, None], tl.exp(s - lse[:, None]), 0.0)
-        dp = dot_acc(dob, tl.trans(vb), EMULATE_BF16)
-        if DROPOUT:
-            keep = _keep(seed, (bh.to(tl.int64) * Q + rows) * Q, cols, dropout_p)
-            p_used = tl.where(keep, p / (1.0 - dropout_p), 0.0)
-            dp = tl.where(keep, dp / (1.0 - dropout_p), 0.0)
-        else:
-            p_used = p
+        dob, lse, delta = _load_bwd_rows(do_base, stat_base, lse_ptr, delta_ptr, rows, rd, Q, D, sd_q, sd_d)
+        cx_i, cy_i = _load_centres(c_base, rows, Q, sc_q, sc_x, ACC)
+        tau_i = tl.load(t_base + rows * st_q, mask=rows < Q, other=0.0).to(ACC)
+        p_used, ds, _ = _bwd_tile(qb, kb, vb, dob, lse, delta, cx_i, cy_i, tau_i, cx_j, cy_j, rows, cols, Q, num_old,
+                                  sm_scale, seed, (bh.to(tl.int64) * Q + rows) * Q, dropout_p, DROPOUT, EMULATE_BF16)
         dv += dot_acc(tl.trans(cast_rne(p_used, v_ptr.dtype.element_ty, EMULATE_BF16)), dob, EMULATE_BF16)
-        ds = p * (dp - delta[:, None])
         dk += dot_acc(tl.trans(cast_rne(ds, q_ptr.dtype.element_ty, EMULATE_BF16)), qb, EMULATE_BF16)
     out_off = stat_base * D + cols[:, None] * D + rd[None, :]
     out_mask = col_ok[:, None] & (rd < D)[None, :]
@@ -205,14 +230,12 @@ def _dist_attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, c_ptr, tau_ptr, seed_ptr, dout
     sm_scale = 1.0 / tl.sqrt(tl.zeros([], ACC) + D)
     stat_base = bh.to(tl.int64) * Q
     qb = _load_rows(q_ptr + b * sq_b + h * sq_h, rows, rd, Q, D, sq_q, sq_d)
-    dob = _load_rows(dout_ptr + b * sd_b + h * sd_h, rows, rd, Q, D, sd_q, sd_d)
-    lse = tl.load(lse_ptr + stat_base + rows, mask=row_ok, other=0.0)
-    delta = tl.load(delta_ptr + stat_base + rows, mask=row_ok, other=0.0)
+    dob, lse, delta = _load_bwd_rows(dout_ptr + b * sd_b + h * sd_h, stat_base, lse_ptr, delta_ptr, rows, rd, Q, D,
+                                     sd_q, sd_d)
     k_base = k_ptr + b * sk_b + h * sk_h
     v_base = v_ptr + b * sv_b + h * sv_h
     c_base = c_ptr + b * sc_b
-    cx_i = tl.load(c_base + rows * sc_q, mask=row_ok, other=0.0).to(ACC)
-    cy_i = tl.load(c_base + rows * sc_q + sc_x, mask=row_ok, other=0.0).to(ACC)
+    cx_i, cy_i = _load_centres(c_base, rows, Q, sc_q, sc_x, ACC)
     tau_i = tl.load(tau_ptr + b * st_b + h * st_h + rows * st_q, mask=row_ok, other=0.0).to(ACC)
     seed = tl.load(seed_ptr)
     row_off = (bh.to(tl.int64) * Q + rows) * Q
@@ -221,17 +244,11 @@ def _dist_attn_bwd_dq_kernel(q_ptr, k_ptr, v_ptr, c_ptr, tau_ptr, seed_ptr, dout
     dtau = tl.zeros([BLOCK_M], ACC)
     for start_n in range(0, hi, BLOCK_N):
         cols = start_n + tl.arange(0, BLOCK_N)
-        col_ok = cols < Q
         kb = _load_rows(k_base, cols, rd, Q, D, sk_q, sk_d)
         vb = _load_rows(v_base, cols, rd, Q, D, sv_q, sv_d)
-        cx_j = tl.load(c_base + cols * sc_q, mask=col_ok, other=0.0).to(ACC)
-        cy_j = tl.load(c_base + cols * sc_q + sc_x, mask=col_ok, other=0.0).to(ACC)
-        s, dist = _logits(qb, kb, cx_i, cy_i, tau_i, cx_j, cy_j, rows, cols, Q, num_old, sm_scale, EMULATE_BF16)
-        p = tl.where(row_ok[:, None], tl.exp(s - lse[:, None]), 0.0)
-        dp = dot_acc(dob, tl.trans(vb), EMULATE_BF16)
-        if DROPOUT:
-            dp = tl.where(_keep(seed, row_off, cols, dropout_p), dp / (1.0 - dropout_p), 0.0)
-        ds = p * (dp - delta[:, None])
+        cx_j, cy_j = _load_centres(c_base, cols, Q, sc_q, sc_x, ACC)
+        _, ds, dist = _bwd_tile(qb, kb, vb, dob, lse, delta, cx_i, cy_i, tau_i, cx_j, cy_j, rows, cols, Q, num_old,
+                                sm_scale, seed, row_off, dropout_p, DROPOUT, EMULATE_BF16)
         dq += dot_acc(cast_rne(ds, q_ptr.dtype.element_ty, EMULATE_BF16), kb, EMULATE_BF16)
         dtau -= tl.sum(ds * dist, axis=1)
     tl.store(dq_ptr + stat_base * D + rows[:, None] * D + rd[None, :],

@@ -27,11 +27,12 @@ def _configs(warps: tuple[int, ...]) -> list[triton.Config]:
 
 
 @triton.jit
-def _slab_offset(pid, Q, G, s_b, s_q, s_g):
-    """Element offset of slab ``pid`` = (b·Q + q)·G + g of a tensor with strides s_b, s_q, s_g."""
+def _slab_ptrs(ptr, pid, Q, G, s_b, s_q, s_g, r0, s_0, r1, s_1):
+    """Pointers [len(r0), len(r1)] to the entries (r0, r1) of slab ``pid`` = (b·Q + q)·G + g of a [B, Q, G, n0, n1]
+    tensor with strides s_b, s_q, s_g, s_0, s_1."""
     g = pid % G
     bq = pid // G
-    return (bq // Q) * s_b + (bq % Q) * s_q + g * s_g
+    return ptr + ((bq // Q) * s_b + (bq % Q) * s_q + g * s_g) + r0[:, None] * s_0 + r1[None, :] * s_1
 
 
 @triton.jit
@@ -64,12 +65,9 @@ def _forward_slab(x_ptr, m_ptr, s_ptr, pid, Q, G, TP, C, P, eps,
     mask_cc = (rc < C)[:, None] & (rc < C)[None, :]
     mask_pt = (rp < P)[:, None] & (rt < TP)[None, :]
     mask_pc = (rp < P)[:, None] & (rc < C)[None, :]
-    x = tl.load(x_ptr + _slab_offset(pid, Q, G, sx_b, sx_q, sx_g) + rt[:, None] * sx_t + rc[None, :] * sx_c,
-                mask=mask_tc, other=0.0)
-    m = tl.load(m_ptr + _slab_offset(pid, Q, G, sm_b, sm_q, sm_g) + rc[:, None] * sm_i + rc[None, :] * sm_o,
-                mask=mask_cc, other=0.0)
-    s = tl.load(s_ptr + _slab_offset(pid, Q, G, ss_b, ss_q, ss_g) + rp[:, None] * ss_p + rt[None, :] * ss_t,
-                mask=mask_pt, other=0.0)
+    x = tl.load(_slab_ptrs(x_ptr, pid, Q, G, sx_b, sx_q, sx_g, rt, sx_t, rc, sx_c), mask=mask_tc, other=0.0)
+    m = tl.load(_slab_ptrs(m_ptr, pid, Q, G, sm_b, sm_q, sm_g, rc, sm_i, rc, sm_o), mask=mask_cc, other=0.0)
+    s = tl.load(_slab_ptrs(s_ptr, pid, Q, G, ss_b, ss_q, ss_g, rp, ss_p, rt, ss_t), mask=mask_pt, other=0.0)
     yn, rstd_y = _layer_norm(dot_acc(x, m, EMULATE_BF16), mask_tc, TP * C, eps)
     # The point mix consumes Y rounded to the input dtype, as the tensor cores (and torch in that dtype) would.
     a = cast_rne(tl.maximum(yn, 0.0), x_ptr.dtype.element_ty, EMULATE_BF16)
@@ -91,7 +89,7 @@ def _st_fusion_fwd_kernel(x_ptr, m_ptr, s_ptr, out_ptr, Q, G, TP, C, P, eps,
     rc = tl.arange(0, BLOCK_C)
     rp = tl.arange(0, BLOCK_P)
     out = tl.maximum(zn, 0.0)
-    tl.store(out_ptr + _slab_offset(pid, Q, G, so_b, so_q, so_g) + rp[:, None] * so_p + rc[None, :] * so_c,
+    tl.store(_slab_ptrs(out_ptr, pid, Q, G, so_b, so_q, so_g, rp, so_p, rc, so_c),
              cast_rne(out, out_ptr.dtype.element_ty, EMULATE_BF16), mask=mask_pc)
 
 
@@ -111,8 +109,8 @@ def _st_fusion_bwd_kernel(dout_ptr, x_ptr, m_ptr, s_ptr, dx_ptr, dm_ptr, ds_ptr,
     rt = tl.arange(0, BLOCK_T)
     rc = tl.arange(0, BLOCK_C)
     rp = tl.arange(0, BLOCK_P)
-    dout = tl.load(dout_ptr + _slab_offset(pid, Q, G, sd_b, sd_q, sd_g) + rp[:, None] * sd_p + rc[None, :] * sd_c,
-                   mask=mask_pc, other=0.0).to(zn.dtype)
+    dout = tl.load(_slab_ptrs(dout_ptr, pid, Q, G, sd_b, sd_q, sd_g, rp, sd_p, rc, sd_c), mask=mask_pc,
+                   other=0.0).to(zn.dtype)
     dz = _layer_norm_bwd(tl.where(zn > 0, dout, 0.0), zn, rstd_z, mask_pc, P * C)
     dz = cast_rne(dz, x_ptr.dtype.element_ty, EMULATE_BF16)
     ds = dot_acc(dz, tl.trans(a), EMULATE_BF16)            # [P, TP]

@@ -6,6 +6,8 @@ import os
 import random
 import time
 import zlib
+from collections.abc import Callable
+from typing import TypeVar
 
 # Must happen before anything imports triton: the @triton.jit decorators read it when they run. Decided from the
 # device node rather than torch.cuda so that importing torch here cannot race the flag.
@@ -18,6 +20,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 BASE_SEED = int(os.environ.get("PGOCC_TEST_SEED", str(int(time.time()) % 100_000)))
+DRAWS = 8
+"""Fresh draws :func:`draw_inputs` may make before it gives up."""
+
+T = TypeVar("T")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -54,6 +60,23 @@ def seed(_seed_everything: int) -> int:
 def device() -> torch.device:
     """cuda when present (native Triton), else cpu (interpreted Triton)."""
     return torch.device("cuda" if HAS_GPU and torch.cuda.is_available() else "cpu")
+
+
+def draw_inputs(make: Callable[[int], T], usable: Callable[[T], str | None], seed: int) -> T:
+    """``make(seed')`` for the first of up to DRAWS seeds derived from ``seed`` whose inputs are ``usable``.
+
+    For preconditions of a comparison that depend on the random inputs alone (enough samples away from a texel edge,
+    enough pixels clear of a threshold), never on the implementation under test: a draw that cannot test anything is
+    replaced instead of failing the test, and a failure still reproduces from ``seed``. ``usable`` returns None, or
+    why the inputs cannot be used; after DRAWS unusable draws that reason fails the test.
+    """
+    reason = None
+    for k in range(DRAWS):
+        inputs = make((seed + 7919 * k) % (2**31))
+        reason = usable(inputs)
+        if reason is None:
+            return inputs
+    raise AssertionError(f"{DRAWS} draws from seed {seed} were all unusable; the last: {reason}")
 
 
 def parity_cases(op: str) -> list:

@@ -58,12 +58,25 @@ def assert_parity(name: str, out: torch.Tensor, ref: torch.Tensor, *, op: str, q
 
 
 def assert_parity_scaled(name: str, out: torch.Tensor, ref: torch.Tensor, *, op: str, quantity: str = "out",
-                         dtype: torch.dtype | None = None) -> None:
+                         dtype: torch.dtype | None = None, low: torch.Tensor | None = None,
+                         low_factor: float = 0.0) -> None:
     """``assert_parity`` on both tensors divided by max|ref|, so that atol is relative to the largest element (for
-    gradients whose entries span orders of magnitude)."""
+    gradients whose entries span orders of magnitude).
+
+    With ``low`` (torch's own result in the implementation's precision) each element's error up to ``low_factor``
+    times that of ``low`` at the same element is allowed first, and only the excess must meet the tolerance row: for
+    ops whose conditioning in that precision limits any implementation (tests/test_aniso_sample.py says why there).
+    """
+    dtype = dtype or out.dtype
     scale = ref.detach().abs().max().clamp_min(1e-30)
-    assert_parity(f"{name} / max|ref|", out.detach().double() / scale, ref.detach().double() / scale, op=op,
-                  quantity=quantity, dtype=dtype or out.dtype)
+    o, r = out.detach().double() / scale, ref.detach().double() / scale
+    if low is None:
+        assert_parity(f"{name} / max|ref|", o, r, op=op, quantity=quantity, dtype=dtype)
+        return
+    err = o - r
+    excess = err.sign() * (err.abs() - low_factor * (low.detach().double() / scale - r).abs()).clamp_min(0)
+    assert_parity(f"{name} / max|ref| (error beyond {low_factor:g}x torch-{str(dtype)[6:]}'s)", r + excess, r, op=op,
+                  quantity=quantity, dtype=dtype)
 
 
 def assert_not_worse_than_torch(name: str, out: torch.Tensor, low: torch.Tensor, ref: torch.Tensor, *, op: str,

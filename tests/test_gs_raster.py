@@ -14,7 +14,7 @@ import torch
 
 from pgocc import ops
 from reference.gs_raster import decision_margin
-from tests.conftest import HAS_GPU, case_ids, parity_cases
+from tests.conftest import HAS_GPU, case_ids, draw_inputs, parity_cases
 from tests.parity import assert_finite, assert_parity
 
 OP = "gs_raster"
@@ -46,10 +46,13 @@ def _forward_backward(fn, x: dict, cotangents: list[torch.Tensor]) -> tuple[tupl
 
 
 def check_parity(impl: str, case: ops.Case, device: torch.device, seed: int, tol_key: str) -> None:
-    x = spec.make_inputs(case, device=device, dtype=torch.float32, seed=seed)
+    def usable(x: dict) -> str | None:
+        stable = float(_stable_pixels(_upcast(x)).float().mean())
+        return None if stable > 0.9 else f"only {stable:.3f} of the pixels are clear of their thresholds"
+
+    x = draw_inputs(lambda s: spec.make_inputs(case, device=device, dtype=torch.float32, seed=s), usable, seed)
     x64 = _upcast(x)
     stable = _stable_pixels(x64)
-    assert float(stable.float().mean()) > 0.9, "scene too close to its thresholds to be compared"
     gen = torch.Generator(device=device).manual_seed(seed)
     channels = (0 if x["depth_only"] else x["features"].shape[1], 1, 1)
     cotangents = [torch.randn(*stable.shape[:3], c, dtype=torch.float64, device=device, generator=gen) * stable

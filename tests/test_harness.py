@@ -39,3 +39,20 @@ def test_missing_tolerance_row_is_an_error() -> None:
     with pytest.raises(KeyError, match="no row"):
         tolerance("no_such_op", "out", torch.float16)
     assert isinstance(tolerance("no_such_op", "out", torch.float64), Tol)
+
+
+def test_draw_inputs_replaces_unusable_draws_and_gives_up_with_the_reason() -> None:
+    from tests.conftest import DRAWS, draw_inputs
+
+    seen: list[int] = []
+
+    def make(s: int) -> int:
+        seen.append(s)
+        return s
+
+    assert draw_inputs(make, lambda s: None if len(seen) == 3 else "too few", seed=5) == seen[-1]
+    assert len(seen) == 3 and seen[0] == 5 and len(set(seen)) == 3
+    seen.clear()
+    with pytest.raises(AssertionError, match=f"{DRAWS} draws from seed 9 were all unusable; the last: too few"):
+        draw_inputs(make, lambda s: "too few", seed=9)
+    assert len(seen) == DRAWS

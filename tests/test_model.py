@@ -18,6 +18,7 @@ from configs.tiny import tiny
 from pgocc.config import ExperimentConfig
 from pgocc.data.batch import Batch
 from pgocc.model import FeatureCache, PGOcc, PGOccLoss
+from pgocc.model.checks import ModelCheckError
 from pgocc.model.criterion import TERMS
 
 # camera position (m) and yaw (deg) of the nuScenes rig (SYNTHETIC.md), focal length at 1600 × 900
@@ -190,18 +191,19 @@ def test_bad_inputs_raise_with_names(cfg: ExperimentConfig) -> None:
     batch = make_batch(T=cfg.model.num_frames, D=cfg.model.ov_dims)
     with pytest.raises(ValueError, match="batch.features has D=7 channels but the model predicts 384"):
         PGOccLoss(cfg.model, cfg.loss, cfg.kernels)(model(batch), replace(batch, features=batch.features[:, :, :7]))
+    # Data-dependent errors are deferred (pgocc.model.checks): they raise where the prediction is first read.
     with torch.no_grad():
         model.gaussian_heads[1][2].bias[4] = float("nan")
-    with pytest.raises(RuntimeError, match="non-finite values in gaussian head output of stage 1"):
-        model(batch)
+    with pytest.raises(ModelCheckError, match="non-finite values in gaussian head output of stage 1"):
+        model(batch).checks.raise_if_failed()
     sky = replace(batch, depth=torch.zeros_like(batch.depth))
-    with pytest.raises(RuntimeError, match="fewer than 80 valid foundation-depth pixels"):
-        PGOcc(cfg.model, cfg.kernels).eval()(sky)
+    with pytest.raises(ModelCheckError, match="fewer than 80 valid foundation-depth pixels"):
+        PGOcc(cfg.model, cfg.kernels).eval()(sky).checks.raise_if_failed()
 
 
-def default_size_batch(device: torch.device | str) -> Batch:
+def default_size_batch(device: torch.device | str, seed: int = 0) -> Batch:
     """One sample at the released sizes: 8 frames × 6 cameras at 256 × 704, 180 × 320 renders, 512 × 27 × 48 maps."""
-    return make_batch(T=8, D=512, h=27, w=48, H_in=256, W_in=704, H_r=180, W_r=320).to(device)
+    return make_batch(T=8, D=512, h=27, w=48, H_in=256, W_in=704, H_r=180, W_r=320, seed=seed).to(device)
 
 
 @pytest.mark.gpu
@@ -212,7 +214,8 @@ def test_default_size_train_step_with_triton_kernels(device: torch.device) -> No
     pred = model(batch)
     assert [g.num for g in pred.stages] == [4000, 5000, 6000]
     out = PGOccLoss(cfg.model, cfg.loss, cfg.kernels)(pred, batch)
-    assert bool(torch.isfinite(out.total))
+    terms = out.read_terms()                        # raises ModelCheckError naming a non-finite head output or term
+    assert len(terms) == 15 and bool(torch.isfinite(out.total))
     out.total.backward()
     grad = model.layers[0].mixing.parameter_generator.weight.grad
     assert grad is not None and bool(torch.isfinite(grad).all())

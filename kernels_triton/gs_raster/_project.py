@@ -15,7 +15,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from kernels_triton._utils import unit_quat_rotation
+from kernels_triton._utils import load_quat, load_xyz, unit_quat_rotation
 
 NEAR_PLANE = tl.constexpr(0.01)
 EPS2D = tl.constexpr(0.3)
@@ -23,6 +23,16 @@ LOG_255 = tl.constexpr(5.541263545158426)  # ln(255): o exp(-sigma) >= 1/255  <=
 CLIP_HALF_MARGIN = tl.constexpr(0.15)  # gsplat's frustum margin 0.3 tan(fov/2) = 0.15 size/focal
 TILE = tl.constexpr(16)
 PROJ_STRIDE = tl.constexpr(8)
+
+
+@triton.jit
+def _load_gaussians(means_ptr, quats_ptr, scales_ptr, n, m):
+    """Centre (x, y, z), quaternion (w, x, y, z) and extents of the Gaussians ``n`` [BLOCK] as float32; masked-off
+    lanes get a harmless unit Gaussian at the origin."""
+    mx, my, mz = load_xyz(means_ptr, n, m, 0.0)
+    qw, qx, qy, qz = load_quat(quats_ptr, n, m)
+    sx, sy, sz = load_xyz(scales_ptr, n, m, 1.0)
+    return mx, my, mz, qw, qx, qy, qz, sx, sy, sz
 
 
 @triton.jit
@@ -127,16 +137,7 @@ def _gs_project_fwd_kernel(means_ptr, quats_ptr, scales_ptr, opac_ptr, viewmats_
     v = tl.program_id(1)
     n = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = n < N
-    mx = tl.load(means_ptr + n * 3 + 0, mask=m, other=0.0).to(tl.float32)
-    my = tl.load(means_ptr + n * 3 + 1, mask=m, other=0.0).to(tl.float32)
-    mz = tl.load(means_ptr + n * 3 + 2, mask=m, other=0.0).to(tl.float32)
-    qw = tl.load(quats_ptr + n * 4 + 0, mask=m, other=1.0).to(tl.float32)
-    qx = tl.load(quats_ptr + n * 4 + 1, mask=m, other=0.0).to(tl.float32)
-    qy = tl.load(quats_ptr + n * 4 + 2, mask=m, other=0.0).to(tl.float32)
-    qz = tl.load(quats_ptr + n * 4 + 3, mask=m, other=0.0).to(tl.float32)
-    sx = tl.load(scales_ptr + n * 3 + 0, mask=m, other=1.0).to(tl.float32)
-    sy = tl.load(scales_ptr + n * 3 + 1, mask=m, other=1.0).to(tl.float32)
-    sz = tl.load(scales_ptr + n * 3 + 2, mask=m, other=1.0).to(tl.float32)
+    mx, my, mz, qw, qx, qy, qz, sx, sy, sz = _load_gaussians(means_ptr, quats_ptr, scales_ptr, n, m)
     o = tl.load(opac_ptr + n, mask=m, other=0.0).to(tl.float32)
     cov = _world_covariance(qw, qx, qy, qz, sx, sy, sz)
     cam = _load_camera(viewmats_ptr, ks_ptr, v)
@@ -189,16 +190,7 @@ def _gs_project_bwd_kernel(means_ptr, quats_ptr, scales_ptr, viewmats_ptr, ks_pt
                            BLOCK: tl.constexpr):
     n = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = n < N
-    mx = tl.load(means_ptr + n * 3 + 0, mask=m, other=0.0).to(tl.float32)
-    my = tl.load(means_ptr + n * 3 + 1, mask=m, other=0.0).to(tl.float32)
-    mz = tl.load(means_ptr + n * 3 + 2, mask=m, other=0.0).to(tl.float32)
-    qw = tl.load(quats_ptr + n * 4 + 0, mask=m, other=1.0).to(tl.float32)
-    qx = tl.load(quats_ptr + n * 4 + 1, mask=m, other=0.0).to(tl.float32)
-    qy = tl.load(quats_ptr + n * 4 + 2, mask=m, other=0.0).to(tl.float32)
-    qz = tl.load(quats_ptr + n * 4 + 3, mask=m, other=0.0).to(tl.float32)
-    sx = tl.load(scales_ptr + n * 3 + 0, mask=m, other=1.0).to(tl.float32)
-    sy = tl.load(scales_ptr + n * 3 + 1, mask=m, other=1.0).to(tl.float32)
-    sz = tl.load(scales_ptr + n * 3 + 2, mask=m, other=1.0).to(tl.float32)
+    mx, my, mz, qw, qx, qy, qz, sx, sy, sz = _load_gaussians(means_ptr, quats_ptr, scales_ptr, n, m)
     cov = _world_covariance(qw, qx, qy, qz, sx, sy, sz)
     zero = tl.zeros([BLOCK], dtype=tl.float32)
     g_mx = zero

@@ -271,6 +271,9 @@ def _infer(cfg: ExperimentConfig, args: argparse.Namespace, device: torch.device
             if device.type == "cuda":
                 torch.cuda.synchronize()
             model_seconds += time.perf_counter() - t0
+            # The first host read of this batch's results: the forward's deferred checks raise here, naming the
+            # tensor (a NaN weight of a loaded checkpoint, too few valid depth pixels), before anything is written.
+            prediction.checks.raise_if_failed()
             labels_np = labels.cpu().numpy()
             similarity = field[..., num_prompts:].movedim(-1, 1).to(torch.float16).cpu().numpy()  # [B, K, X, Y, Z]
             for b in range(batch.batch_size):

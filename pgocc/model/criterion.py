@@ -14,7 +14,7 @@ from torch import nn
 
 from pgocc.config import KernelConfig, LossConfig, ModelConfig
 from pgocc.data.batch import Batch
-from pgocc.model.geometry import assert_finite
+from pgocc.model.checks import Checks
 from pgocc.model.losses import (
     RENDER_DEPTH_RANGE,
     depth_losses,
@@ -38,6 +38,15 @@ class LossOutput:
     """Scalar Σ_s stage_weight_s · Σ_term weight_term · term_s (what backward runs on)."""
     terms: dict[str, torch.Tensor]
     """Unweighted scalar terms ``<term>_<stage>`` (term in :data:`TERMS`)."""
+    checks: Checks
+    """The prediction's checks followed by one finiteness check per term: a training step gates on ``checks.ok``
+    (device) and raises with ``checks.raise_if_failed()`` (or :meth:`read_terms`) where it reads the host."""
+
+    def read_terms(self) -> dict[str, float]:
+        """The unweighted terms as Python floats (a host sync), after raising ``ModelCheckError`` for the first failed
+        check (the prediction's first, then the terms in stage, then :data:`TERMS` order)."""
+        self.checks.raise_if_failed()
+        return dict(zip(self.terms, torch.stack(list(self.terms.values())).tolist(), strict=True))
 
 
 class PGOccLoss(nn.Module):
@@ -62,6 +71,13 @@ class PGOccLoss(nn.Module):
                         "depth_l1": loss_cfg.depth_l1_weight}
 
     def forward(self, pred: Prediction, batch: Batch) -> LossOutput:
+        """Every stage's terms and their weighted sum; ``checks`` extends ``pred.checks`` (see :class:`LossOutput`).
+
+        Raises:
+            ValueError: the prediction's stages or feature width do not match the loss config or the batch.
+            ModelCheckError: an exception while computing the terms after a check had failed (a prediction's, or an
+                earlier term's) is reported as that check, with the exception as its cause.
+        """
         if len(pred.stages) != len(self.cfg.stage_weights):
             raise ValueError(f"PGOccLoss: {len(pred.stages)} stages but loss.stage_weights has "
                              f"{len(self.cfg.stage_weights)}")
@@ -69,6 +85,15 @@ class PGOccLoss(nn.Module):
         if batch.features.shape[2] != D:
             raise ValueError(f"PGOccLoss: batch.features has D={batch.features.shape[2]} channels but the model "
                              f"predicts {D} (model.ov_dims)")
+        checks = Checks()
+        checks.extend(pred.checks)
+        with checks.guard():
+            total, terms = self._terms(pred, batch, checks)
+        return LossOutput(total=total, terms=terms, checks=checks)
+
+    def _terms(self, pred: Prediction, batch: Batch, checks: Checks
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The body of :meth:`forward`: (weighted total, unweighted terms); records each term's check."""
         size = (int(batch.depth.shape[-2]), int(batch.depth.shape[-1]))
         basis = pca_basis(batch.features, self.cfg.pca_dims, randomized=self.randomized_pca)   # [B, D, k] f64
         target_feat = project_targets(batch.features, basis, size)
@@ -85,7 +110,7 @@ class PGOccLoss(nn.Module):
                 *depth_losses(depth, target_depth.to(depth.dtype)),
             ), strict=True))
             for name, value in values.items():
-                assert_finite(f"loss term {name}_{s}", value)
+                checks.finite(f"loss term {name}_{s}", value)
                 terms[f"{name}_{s}"] = value
                 total = total + self.cfg.stage_weights[s] * self.weights[name] * value
-        return LossOutput(total=total, terms=terms)
+        return total, terms

@@ -67,11 +67,3 @@ def inside_range(points: torch.Tensor, lo: Sequence[float], hi: Sequence[float],
         return ((points > lo_t) & (points < hi_t)).all(-1)
     return ((points >= lo_t) & (points <= hi_t)).all(-1)
 
-
-def assert_finite(name: str, t: torch.Tensor) -> None:
-    """Raise (RuntimeError naming ``name``) if ``t`` holds NaN or Inf, without a host sync on the GPU.
-
-    ``torch._assert_async`` checks on the device: on the CPU it raises at once, on the GPU it fails the stream
-    with the message at the next synchronisation.
-    """
-    torch._assert_async(torch.isfinite(t).all(), f"non-finite values in {name}")

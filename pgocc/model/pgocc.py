@@ -12,7 +12,9 @@ Every hot path is resolved once in ``__init__`` through :func:`pgocc.ops.resolve
 Host syncs: none in ``forward``. The data-dependent candidate counts of the FPS (valid pixels, densification mask)
 stay on the device: candidates are compacted by a stable sort and passed with their counts as ``lengths``; a stage
 that has too few candidates takes its fallback points through ``torch.where``. (Inside the ops, the ``reference``
-fps reads the lengths and the Triton gs_raster the number of tile intersections on the host.)
+fps reads the lengths and the Triton gs_raster the number of tile intersections on the host.) The error conditions
+(too few valid depth pixels, non-finite head outputs) are recorded in ``Prediction.checks`` and raised, naming the
+tensor, by whoever first reads the prediction on the host (see :mod:`pgocc.model.checks`).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from pgocc import ops
 from pgocc.config import KernelConfig, ModelConfig
 from pgocc.data.batch import Batch
 from pgocc.model.backbone import FPN, FeatureCache, ResNet, load_resnet_weights
+from pgocc.model.checks import Checks
 from pgocc.model.decoder import DecoderLayer
-from pgocc.model.geometry import assert_finite, backproject, inside_range, normalize_coords, transform_points
+from pgocc.model.geometry import backproject, inside_range, normalize_coords, transform_points
 from pgocc.model.heads import GaussianHead, OVHead, decode_gaussians
 from pgocc.model.render import Renderer
 from pgocc.model.types import Gaussians, Prediction
@@ -163,7 +166,22 @@ class PGOcc(nn.Module):
         Args:
             batch: images, matrices and foundation depth (the depth is a model input, §1.1).
             cache: optional per-frame feature cache for online inference (model in eval mode).
+
+        Returns:
+            The prediction; its ``checks`` must pass (``raise_if_failed``) before its values are trusted.
+
+        Raises:
+            ModelCheckError: an exception inside the forward after a check had failed (e.g. an op indexing with a NaN
+                coordinate) is reported as that check, naming the tensor, with the exception as its cause.
         """
+        checks = Checks()
+        with checks.guard():
+            stages, counts = self._stages(batch, cache, checks)
+        return Prediction(stages=stages, num_candidates=torch.stack(counts, 1), checks=checks)
+
+    def _stages(self, batch: Batch, cache: FeatureCache | None, checks: Checks
+                ) -> tuple[list[Gaussians], list[torch.Tensor]]:
+        """The body of :meth:`forward`: every stage's Gaussians and [B] candidate counts; records into ``checks``."""
         cfg = self.cfg
         B, TN = batch.images.shape[:2]
         N = batch.num_cams
@@ -185,8 +203,8 @@ class PGOcc(nn.Module):
         valid = valid.flatten(1)
         total = sum(cfg.num_queries)
         init, count0 = self._select(ego_points, valid & roi if self.roi_at_stage0 else valid, total)
-        torch._assert_async((count0 >= total).all(),
-                            f"PGOcc: fewer than {total} valid foundation-depth pixels to initialise the queries")
+        checks.expect(count0 >= total, f"PGOcc: fewer than {total} valid foundation-depth pixels (batch.depth) to "
+                                       "initialise the queries")
         positions = init[:, :cfg.num_queries[0]]
         counts = [count0]
         candidates = valid & roi
@@ -206,16 +224,16 @@ class PGOcc(nn.Module):
                                    num_old, ego2img, pyramid, image_size)
             # Gaussians are float32 whatever the autocast dtype of the heads (the rendering ops take one dtype).
             raw = self.gaussian_heads[s](query).float()
-            assert_finite(f"gaussian head output of stage {s}", raw)
+            checks.finite(f"gaussian head output of stage {s}", raw)
             delta, g_quats, g_scales, opacities = decode_gaussians(raw, max_delta=cfg.max_delta,
                                                                    max_scale=cfg.max_scale)
             if self.delta_by_origin:
                 delta = delta * torch.exp2(-self.origin_stage[:Q]).unsqueeze(-1)
             features = self.ov_heads[s](query).float()
-            assert_finite(f"open-vocabulary head output of stage {s}", features)
+            checks.finite(f"open-vocabulary head output of stage {s}", features)
             positions = positions + delta
             stages.append(Gaussians(positions, g_quats, g_scales, opacities, features))
-        return Prediction(stages=stages, num_candidates=torch.stack(counts, 1))
+        return stages, counts
 
     def _sampling_frames(self, prev: Gaussians | None, box: torch.Tensor, batch_size: int, num_old: int
                          ) -> tuple[torch.Tensor, torch.Tensor]:

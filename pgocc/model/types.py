@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from pgocc.model.checks import Checks
+
 
 @dataclass(slots=True)
 class Gaussians:
@@ -42,6 +44,9 @@ class Prediction:
     num_candidates: torch.Tensor
     """[B, S] int64 candidate pixels of each stage's FPS (stage 0: query initialisation; s ≥ 1: densification
     mask); where fewer than the stage's new queries, the stage used its fallback points (§1.6)."""
+    checks: Checks
+    """The forward's deferred checks (enough valid foundation-depth pixels, finite head outputs of every stage):
+    call ``checks.raise_if_failed()`` before reading anything of this prediction on the host."""
 
     @property
     def final(self) -> Gaussians:
