@@ -65,8 +65,17 @@ class Tolerances:
 TINY = Tolerances(out={"rtol": 1e-4, "atol": 1e-5}, grad_ratio=1e-3, field={"rtol": 1e-3, "atol": 1e-4},
                   labels=0.999, flipped=0.0)
 
-# Not yet calibrated: the tiny bounds, and at most 1e-4 of the 345 600 candidate pixels (35) flipped per stage; the
-# test prints every measured figure (pytest -rP shows them when it passes).
+# Calibrated on one H100 run (2026-11-24, seed 1917057640; the test prints every figure, pytest -rP shows them on a
+# pass): Gaussians of every stage within the tiny bounds but stage 2's quaternions (max |err| 3.1e-5 at |ref| <= 1,
+# 2.1x the tiny bound); loss terms <= 9e-6 absolute; readout density, similarity and labels well inside the tiny
+# bounds; no densification pixel flipped. Parameter gradients differ far more than at the tiny size: 251 of 269
+# above 1e-3, worst 1.6e-2. A diagnosis run (seed 1234, three arms on the same weights and densification) split it:
+# gsplat vs our Triton render for the losses, every other op on reference: median 2.3e-2, worst 3.5e-2; reference vs
+# Triton for every other op, our render in both arms: median 6.6e-3, worst 2.1e-2; as this test compares: median
+# 2.6e-2, worst 4.4e-2. Each op's own gradients agree to <= 2.4e-4 of max |ref| (their parity tests, same H100), so
+# this is float32 accumulated over 345 600 pixels × 6000 Gaussians and three stages, not located further (no device
+# time left). Bounds: outputs atol 5e-5 (1.6x the worst), gradients 0.1 (2.3x the worst): loose, but a wrong or
+# missing term moves a gradient by O(1).
 #
 # Peak memory of the reference arm at this size (B = 1, float32, Q up to 6000, H = 8 heads, G = 4 groups, P = 4
 # points, T = 8 frames, N = 6 cameras, C = 256 / G = 64 channels per group, 128 mixing points; activation
@@ -87,7 +96,7 @@ TINY = Tolerances(out={"rtol": 1e-4, "atol": 1e-5}, grad_ratio=1e-3, field={"rto
 #                   image (2.6 GB) + the FPN's inputs and one recomputed block: ~5 GB.
 # Reference arm: ~5 GB backbone + ~6 GB for the largest decoder block + ~1 GB losses + ~1 GB weights and gradients
 # ≈ 13 GB; the Triton arm less; the first arm's results (~1 GB) are kept for the comparison. Inside the 70 GB.
-DEFAULT = dataclasses.replace(TINY, flipped=1e-4)
+DEFAULT = dataclasses.replace(TINY, out={"rtol": 1e-4, "atol": 5e-5}, grad_ratio=0.1, flipped=1e-4)
 
 
 @dataclasses.dataclass
