@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels_triton._utils import load_quat, load_xyz, unit_quat_rotation
+from kernels_triton._utils import unit_quat_rotation
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 MAX_LEVELS = 4
@@ -40,6 +40,15 @@ _GEO_PARTS = 13  # per-row partial gradients: offsets (3), centres (3), extents 
 #   registers + a 208-byte stack on sm_90) and was left out. ptxas: fwd 16x4 88 registers, bwd 32x16 128, no spills.
 _FWD_BLOCK_R, _FWD_WARPS = (64, 4) if _INTERPRET else (16, 4)
 _BWD_BLOCK_R, _BWD_WARPS = (64, 4) if _INTERPRET else (32, 16)
+
+
+@triton.jit
+def _load3(ptr, base, mask):
+    """Three consecutive values (x, y, z) per row, as fp32."""
+    a = tl.load(ptr + base, mask=mask, other=0.0).to(tl.float32)
+    b = tl.load(ptr + base + 1, mask=mask, other=0.0).to(tl.float32)
+    c = tl.load(ptr + base + 2, mask=mask, other=0.0).to(tl.float32)
+    return a, b, c
 
 
 @triton.jit
@@ -106,74 +115,19 @@ def _tile_mask(row_mask, cols, C: tl.constexpr, BLOCK_C: tl.constexpr):
 
 
 @triton.jit
-def _level_taps(feat_ptr, slab, u, v, H, W, rmask, cols, C: tl.constexpr, BLOCK_C: tl.constexpr):
-    """The four bilinear corners of one level, gathered once for the forward and the backward.
-
-    Returns (offs, m00, m01, m10, m11, v00, v01, v10, v11, fh, fw, gh, gw): the element offsets [BLOCK_R, BLOCK_C] of
-    the top-left corner (the others are +C, +W*C, +(W+1)*C), the masks and fp32 values [BLOCK_R, BLOCK_C] of the
-    corners top-left, top-right, bottom-left, bottom-right (zero outside the level), and [BLOCK_R] the fractional
-    parts fh, fw and gh = 1 - fh, gw = 1 - fw.
-    """
+def _level_fwd(feat_ptr, slab, u, v, H, W, rmask, cols, C: tl.constexpr, BLOCK_C: tl.constexpr):
+    """[BLOCK_R, BLOCK_C] fp32 bilinear samples of one level (zero outside)."""
     h0, w0, fh, fw, top, bottom, left, right = _corners(u, v, H, W, rmask)
     base = (slab * H + h0) * W + w0  # int64 texel index of the top-left corner
-    offs = (base * C)[:, None] + cols[None, :]
-    m00 = _tile_mask(top & left, cols, C, BLOCK_C)
-    m01 = _tile_mask(top & right, cols, C, BLOCK_C)
-    m10 = _tile_mask(bottom & left, cols, C, BLOCK_C)
-    m11 = _tile_mask(bottom & right, cols, C, BLOCK_C)
-    v00 = tl.load(feat_ptr + offs, mask=m00, other=0.0).to(tl.float32)
-    v01 = tl.load(feat_ptr + offs + C, mask=m01, other=0.0).to(tl.float32)
-    v10 = tl.load(feat_ptr + offs + W * C, mask=m10, other=0.0).to(tl.float32)
-    v11 = tl.load(feat_ptr + offs + (W + 1) * C, mask=m11, other=0.0).to(tl.float32)
-    return offs, m00, m01, m10, m11, v00, v01, v10, v11, fh, fw, 1.0 - fh, 1.0 - fw
-
-
-@triton.jit
-def _bilinear(v00, v01, v10, v11, fh, fw, gh, gw):
-    """[BLOCK_R, BLOCK_C] bilinear combination of the four corner tiles of ``_level_taps``."""
+    p00 = feat_ptr + (base * C)[:, None] + cols[None, :]
+    v00 = tl.load(p00, mask=_tile_mask(top & left, cols, C, BLOCK_C), other=0.0).to(tl.float32)
+    v01 = tl.load(p00 + C, mask=_tile_mask(top & right, cols, C, BLOCK_C), other=0.0).to(tl.float32)
+    v10 = tl.load(p00 + W * C, mask=_tile_mask(bottom & left, cols, C, BLOCK_C), other=0.0).to(tl.float32)
+    v11 = tl.load(p00 + (W + 1) * C, mask=_tile_mask(bottom & right, cols, C, BLOCK_C), other=0.0).to(tl.float32)
+    gh = 1.0 - fh
+    gw = 1.0 - fw
     return ((gh * gw)[:, None] * v00 + (gh * fw)[:, None] * v01
             + (fh * gw)[:, None] * v10 + (fh * fw)[:, None] * v11)
-
-
-@triton.jit
-def _level_fwd(feat_ptr, w_ptr, slab, u, v, H, W, rmask, cols, C: tl.constexpr, BLOCK_C: tl.constexpr):
-    """[BLOCK_R, BLOCK_C] fp32 bilinear samples of one level (zero outside) times the level weights at ``w_ptr``."""
-    lw = tl.load(w_ptr, mask=rmask, other=0.0).to(tl.float32)
-    _, _, _, _, _, v00, v01, v10, v11, fh, fw, gh, gw = _level_taps(feat_ptr, slab, u, v, H, W, rmask, cols, C,
-                                                                    BLOCK_C)
-    return lw[:, None] * _bilinear(v00, v01, v10, v11, fh, fw, gh, gw)
-
-
-@triton.jit
-def _program_rows(Q, G, P: tl.constexpr, BLOCK_R: tl.constexpr):
-    """This program's batch b (int64), frame t and group g, and for its BLOCK_R rows the row mask and the (query,
-    point) pair q, p of each row."""
-    pid_r = tl.program_id(0)
-    tg = tl.program_id(1)
-    b = tl.program_id(2).to(tl.int64)
-    t = tg // G
-    g = tg % G
-    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
-    rmask = rows < Q * P
-    return b, t, g, rmask, rows // P, rows % P
-
-
-@triton.jit
-def _weights_row(weights_ptr, b, t, g, q, p, Q, T, G, P: tl.constexpr, L: tl.constexpr,
-                 RELEASED_ORDER: tl.constexpr):
-    """Pointer [BLOCK_R] to each row's L level weights in [B, Q, G, P, L]; in the released order frame t, group g
-    reads weight group (t·G + g) // T."""
-    if RELEASED_ORDER:
-        wg = (t * G + g) // T
-    else:
-        wg = g
-    return weights_ptr + (((b * Q + q) * G + wg) * P + p) * L
-
-
-@triton.jit
-def _out_row(b, t, g, q, p, Q, T, G, P: tl.constexpr):
-    """Row [BLOCK_R] (int64) of each sample in the output [B, Q, G, T*P, C]: points frame-major."""
-    return ((b * Q + q) * G + g) * (T * P) + t * P + p
 
 
 @triton.jit
@@ -181,10 +135,13 @@ def _points(centers_ptr, quats_ptr, scales_ptr, offsets_ptr, b, q, g, p, rmask, 
     """Sample point c + R(q)(s * o) of each row, then the pieces of the chain rule the backward needs: the local
     offset l = s * o, s, o, the rotation entries, the normalised quaternion and 1 / |q|."""
     qi = b * Q + q  # int64
-    cx, cy, cz = load_xyz(centers_ptr, qi, rmask, 0.0)
-    sx, sy, sz = load_xyz(scales_ptr, qi, rmask, 0.0)
-    ox, oy, oz = load_xyz(offsets_ptr, (qi * G + g) * P + p, rmask, 0.0)
-    qw, qx, qy, qz = load_quat(quats_ptr, qi, rmask)
+    cx, cy, cz = _load3(centers_ptr, qi * 3, rmask)
+    sx, sy, sz = _load3(scales_ptr, qi * 3, rmask)
+    ox, oy, oz = _load3(offsets_ptr, ((qi * G + g) * P + p) * 3, rmask)
+    qw = tl.load(quats_ptr + qi * 4, mask=rmask, other=1.0).to(tl.float32)
+    qx = tl.load(quats_ptr + qi * 4 + 1, mask=rmask, other=0.0).to(tl.float32)
+    qy = tl.load(quats_ptr + qi * 4 + 2, mask=rmask, other=0.0).to(tl.float32)
+    qz = tl.load(quats_ptr + qi * 4 + 3, mask=rmask, other=0.0).to(tl.float32)
     w, x, y, z, inv_norm, r00, r01, r02, r10, r11, r12, r20, r21, r22 = unit_quat_rotation(qw, qx, qy, qz)
     lx = sx * ox
     ly = sy * oy
@@ -204,47 +161,73 @@ def _aniso_sample_fwd_kernel(
     N: tl.constexpr, P: tl.constexpr, L: tl.constexpr, C: tl.constexpr, BLOCK_C: tl.constexpr,
     BLOCK_R: tl.constexpr, RELEASED_ORDER: tl.constexpr,
 ):
-    b, t, g, rmask, q, p = _program_rows(Q, G, P, BLOCK_R)
+    pid_r = tl.program_id(0)
+    tg = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    t = tg // G
+    g = tg % G
+    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    rmask = rows < Q * P
+    q = rows // P
+    p = rows % P
     cols = tl.arange(0, BLOCK_C)
 
-    # Only the point (the first three entries) is used here.
-    pts = _points(centers_ptr, quats_ptr, scales_ptr, offsets_ptr, b, q, g, p, rmask, Q, G, P)
-    view, u, v = _first_valid_view(pts[0], pts[1], pts[2], ego2img_ptr + (b * T + t) * N * 16, h_in, w_in, N)
+    (px, py, pz, lx, ly, lz, sx, sy, sz, ox, oy, oz,
+     r00, r01, r02, r10, r11, r12, r20, r21, r22, nw, nx, ny, nz, inv_norm) = _points(
+        centers_ptr, quats_ptr, scales_ptr, offsets_ptr, b, q, g, p, rmask, Q, G, P)  # only the point is used
+    view, u, v = _first_valid_view(px, py, pz, ego2img_ptr + (b * T + t) * N * 16, h_in, w_in, N)
     slab = ((b * T + t) * G + g) * N + view  # int64 index of the [H_l, W_l, C] map of every level
 
-    w_ptr = _weights_row(weights_ptr, b, t, g, q, p, Q, T, G, P, L, RELEASED_ORDER)
-    acc = _level_fwd(feat0_ptr, w_ptr, slab, u, v, H0, W0, rmask, cols, C, BLOCK_C)
+    if RELEASED_ORDER:
+        wg = (t * G + g) // T
+    else:
+        wg = g
+    w_ptr = weights_ptr + (((b * Q + q) * G + wg) * P + p) * L
+    acc = tl.load(w_ptr, mask=rmask, other=0.0).to(tl.float32)[:, None] \
+        * _level_fwd(feat0_ptr, slab, u, v, H0, W0, rmask, cols, C, BLOCK_C)
     if L > 1:
-        acc += _level_fwd(feat1_ptr, w_ptr + 1, slab, u, v, H1, W1, rmask, cols, C, BLOCK_C)
+        acc += tl.load(w_ptr + 1, mask=rmask, other=0.0).to(tl.float32)[:, None] \
+            * _level_fwd(feat1_ptr, slab, u, v, H1, W1, rmask, cols, C, BLOCK_C)
     if L > 2:
-        acc += _level_fwd(feat2_ptr, w_ptr + 2, slab, u, v, H2, W2, rmask, cols, C, BLOCK_C)
+        acc += tl.load(w_ptr + 2, mask=rmask, other=0.0).to(tl.float32)[:, None] \
+            * _level_fwd(feat2_ptr, slab, u, v, H2, W2, rmask, cols, C, BLOCK_C)
     if L > 3:
-        acc += _level_fwd(feat3_ptr, w_ptr + 3, slab, u, v, H3, W3, rmask, cols, C, BLOCK_C)
+        acc += tl.load(w_ptr + 3, mask=rmask, other=0.0).to(tl.float32)[:, None] \
+            * _level_fwd(feat3_ptr, slab, u, v, H3, W3, rmask, cols, C, BLOCK_C)
 
-    out_row = _out_row(b, t, g, q, p, Q, T, G, P)
+    out_row = ((b * Q + q) * G + g) * (T * P) + t * P + p  # [B, Q, G, T*P] row, frame-major points
     tl.store(out_ptr + (out_row * C)[:, None] + cols[None, :], acc.to(out_ptr.dtype.element_ty),
              mask=_tile_mask(rmask, cols, C, BLOCK_C))
 
 
 @triton.jit
-def _level_bwd(du, dv, feat_ptr, dfeat_ptr, w_ptr, dw_ptr, slab, u, v, H, W, rmask, cols, dout, C: tl.constexpr,
+def _level_bwd(feat_ptr, dfeat_ptr, slab, u, v, H, W, rmask, cols, dout, lw, C: tl.constexpr,
                BLOCK_C: tl.constexpr):
-    """One level of the backward: scatter dL/dfeature, store dL/dweight at ``dw_ptr`` and return the running sums
-    du, dv of dL/du, dL/dv of each row with this level's terms added."""
-    lw = tl.load(w_ptr, mask=rmask, other=0.0).to(tl.float32)
-    offs, m00, m01, m10, m11, v00, v01, v10, v11, fh, fw, gh, gw = _level_taps(feat_ptr, slab, u, v, H, W, rmask,
-                                                                               cols, C, BLOCK_C)
+    """One level of the backward: scatter dL/dfeature, return dL/dweight and dL/du, dL/dv of each row."""
+    h0, w0, fh, fw, top, bottom, left, right = _corners(u, v, H, W, rmask)
+    base = (slab * H + h0) * W + w0
+    offs = (base * C)[:, None] + cols[None, :]
+    m00 = _tile_mask(top & left, cols, C, BLOCK_C)
+    m01 = _tile_mask(top & right, cols, C, BLOCK_C)
+    m10 = _tile_mask(bottom & left, cols, C, BLOCK_C)
+    m11 = _tile_mask(bottom & right, cols, C, BLOCK_C)
+    v00 = tl.load(feat_ptr + offs, mask=m00, other=0.0).to(tl.float32)
+    v01 = tl.load(feat_ptr + offs + C, mask=m01, other=0.0).to(tl.float32)
+    v10 = tl.load(feat_ptr + offs + W * C, mask=m10, other=0.0).to(tl.float32)
+    v11 = tl.load(feat_ptr + offs + (W + 1) * C, mask=m11, other=0.0).to(tl.float32)
+    gh = 1.0 - fh
+    gw = 1.0 - fw
     gs = dout * lw[:, None]  # dL/d(bilinear value)
     tl.atomic_add(dfeat_ptr + offs, gs * (gh * gw)[:, None], mask=m00, sem="relaxed")
     tl.atomic_add(dfeat_ptr + offs + C, gs * (gh * fw)[:, None], mask=m01, sem="relaxed")
     tl.atomic_add(dfeat_ptr + offs + W * C, gs * (fh * gw)[:, None], mask=m10, sem="relaxed")
     tl.atomic_add(dfeat_ptr + offs + (W + 1) * C, gs * (fh * fw)[:, None], mask=m11, sem="relaxed")
-    dweight = tl.sum(dout * _bilinear(v00, v01, v10, v11, fh, fw, gh, gw), axis=1)
+    bil = (gh * gw)[:, None] * v00 + (gh * fw)[:, None] * v01 + (fh * gw)[:, None] * v10 + (fh * fw)[:, None] * v11
+    dweight = tl.sum(dout * bil, axis=1)
     # d bilinear / d fh and / d fw (fh = h - floor(h): the right-hand derivative at texel lines).
     dfh = tl.sum(gs * (gw[:, None] * (v10 - v00) + fw[:, None] * (v11 - v01)), axis=1)
     dfw = tl.sum(gs * (gh[:, None] * (v01 - v00) + fh[:, None] * (v11 - v10)), axis=1)
-    tl.store(dw_ptr, dweight, mask=rmask)
-    return du + dfw * (W - 1), dv + dfh * (H - 1)
+    return dweight, dfw * (W - 1), dfh * (H - 1)
 
 
 @triton.jit
@@ -256,7 +239,15 @@ def _aniso_sample_bwd_kernel(
     N: tl.constexpr, P: tl.constexpr, L: tl.constexpr, C: tl.constexpr, BLOCK_C: tl.constexpr,
     BLOCK_R: tl.constexpr, RELEASED_ORDER: tl.constexpr, GEO_PARTS: tl.constexpr,
 ):
-    b, t, g, rmask, q, p = _program_rows(Q, G, P, BLOCK_R)
+    pid_r = tl.program_id(0)
+    tg = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    t = tg // G
+    g = tg % G
+    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    rmask = rows < Q * P
+    q = rows // P
+    p = rows % P
     cols = tl.arange(0, BLOCK_C)
 
     (px, py, pz, lx, ly, lz, sx, sy, sz, ox, oy, oz,
@@ -266,27 +257,41 @@ def _aniso_sample_bwd_kernel(
     view, u, v = _first_valid_view(px, py, pz, e_ptr, h_in, w_in, N)
     slab = ((b * T + t) * G + g) * N + view
 
-    w_ptr = _weights_row(weights_ptr, b, t, g, q, p, Q, T, G, P, L, RELEASED_ORDER)
-    out_row = _out_row(b, t, g, q, p, Q, T, G, P)
+    if RELEASED_ORDER:
+        wg = (t * G + g) // T
+    else:
+        wg = g
+    w_ptr = weights_ptr + (((b * Q + q) * G + wg) * P + p) * L
+    out_row = ((b * Q + q) * G + g) * (T * P) + t * P + p
     dout = tl.load(dout_ptr + (out_row * C)[:, None] + cols[None, :], mask=_tile_mask(rmask, cols, C, BLOCK_C),
                    other=0.0).to(tl.float32)
     # Partial level-weight gradients of this (t, g): [B, Q, T, G, P, L], summed over frames by the caller.
     dw_ptr = dweights_ptr + ((((b * Q + q) * T + t) * G + g) * P + p) * L
 
-    # -0.0 is the exact identity of float addition (x + -0.0 == x bit for bit, also for x = ±0.0), so starting the
-    # sums there gives level 0's terms unchanged and the compiler folds the addition away.
-    du = tl.full([BLOCK_R], -0.0, tl.float32)
-    dv = tl.full([BLOCK_R], -0.0, tl.float32)
-    du, dv = _level_bwd(du, dv, feat0_ptr, dfeat0_ptr, w_ptr, dw_ptr, slab, u, v, H0, W0, rmask, cols, dout, C, BLOCK_C)
+    lw = tl.load(w_ptr, mask=rmask, other=0.0).to(tl.float32)
+    dweight, du, dv = _level_bwd(feat0_ptr, dfeat0_ptr, slab, u, v, H0, W0, rmask, cols, dout, lw, C, BLOCK_C)
+    tl.store(dw_ptr, dweight, mask=rmask)
     if L > 1:
-        du, dv = _level_bwd(du, dv, feat1_ptr, dfeat1_ptr, w_ptr + 1, dw_ptr + 1, slab, u, v, H1, W1, rmask, cols,
-                            dout, C, BLOCK_C)
+        lw = tl.load(w_ptr + 1, mask=rmask, other=0.0).to(tl.float32)
+        dweight, du_l, dv_l = _level_bwd(feat1_ptr, dfeat1_ptr, slab, u, v, H1, W1, rmask, cols, dout, lw, C,
+                                         BLOCK_C)
+        tl.store(dw_ptr + 1, dweight, mask=rmask)
+        du += du_l
+        dv += dv_l
     if L > 2:
-        du, dv = _level_bwd(du, dv, feat2_ptr, dfeat2_ptr, w_ptr + 2, dw_ptr + 2, slab, u, v, H2, W2, rmask, cols,
-                            dout, C, BLOCK_C)
+        lw = tl.load(w_ptr + 2, mask=rmask, other=0.0).to(tl.float32)
+        dweight, du_l, dv_l = _level_bwd(feat2_ptr, dfeat2_ptr, slab, u, v, H2, W2, rmask, cols, dout, lw, C,
+                                         BLOCK_C)
+        tl.store(dw_ptr + 2, dweight, mask=rmask)
+        du += du_l
+        dv += dv_l
     if L > 3:
-        du, dv = _level_bwd(du, dv, feat3_ptr, dfeat3_ptr, w_ptr + 3, dw_ptr + 3, slab, u, v, H3, W3, rmask, cols,
-                            dout, C, BLOCK_C)
+        lw = tl.load(w_ptr + 3, mask=rmask, other=0.0).to(tl.float32)
+        dweight, du_l, dv_l = _level_bwd(feat3_ptr, dfeat3_ptr, slab, u, v, H3, W3, rmask, cols, dout, lw, C,
+                                         BLOCK_C)
+        tl.store(dw_ptr + 3, dweight, mask=rmask)
+        du += du_l
+        dv += dv_l
 
     # (u, v) -> point: u = x / z~ / W_in with z~ = max(z, eps) (no gradient through the clamp below eps).
     m = e_ptr + view * 16
