@@ -20,7 +20,7 @@ import torch
 from pgocc import ops
 from pgocc.ops._contract import Case
 from reference.gs2vox import rotation_matrices, voxel_centres
-from tests.conftest import case_ids, parity_cases
+from tests.conftest import case_ids, draw_inputs, parity_cases
 from tests.parity import assert_parity, assert_parity_scaled
 
 OP = "gs2vox"
@@ -208,7 +208,16 @@ def test_reference_cutoff_error_bound(seed: int) -> None:
 @pytest.mark.parametrize("cutoff", [math.inf, 2.0])
 def test_reference_gradcheck(cutoff: float, seed: int) -> None:
     case = Case("tiny", {"B": 1, "N": 3, "K": 2, "M": 12, "region": ((-0.5, -0.5, -0.5), (0.5, 0.5, 0.5))})
-    x = spec.make_inputs(case, dtype=torch.float64, seed=seed)
+
+    def usable(x: dict) -> str | None:
+        # The weight is continuous at the cut-off but its derivative is not: a pair within finite-difference reach
+        # of the cut-off radius makes the numerical Jacobian meaningless there.
+        delta = x["points"][:, :, None, :] - x["means"][:, None, :, :]
+        local = torch.einsum("bpni,bnij->bpnj", delta, rotation_matrices(x["quats"])) / x["scales"][:, None]
+        gap = float((local.square().sum(-1).sqrt() - cutoff).abs().min())
+        return None if gap > 1e-3 else f"a (point, Gaussian) pair {gap:.1e} from the cut-off radius"
+
+    x = draw_inputs(lambda s: spec.make_inputs(case, dtype=torch.float64, seed=s), usable, seed)
     args = [x[n].requires_grad_(True) for n in GRAD_ARGS]
 
     def fn(*a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
