@@ -201,9 +201,11 @@ def _aniso_sample_fwd_kernel(
 
 
 @triton.jit
-def _level_bwd(feat_ptr, dfeat_ptr, slab, u, v, H, W, rmask, cols, dout, lw, C: tl.constexpr,
+def _level_bwd(du, dv, feat_ptr, dfeat_ptr, w_ptr, dw_ptr, slab, u, v, H, W, rmask, cols, dout, C: tl.constexpr,
                BLOCK_C: tl.constexpr):
-    """One level of the backward: scatter dL/dfeature, return dL/dweight and dL/du, dL/dv of each row."""
+    """One level of the backward: scatter dL/dfeature, store dL/dweight at ``dw_ptr`` (the level weight is read at
+    ``w_ptr``), and return the running sums ``du``, ``dv`` of dL/du, dL/dv of each row with this level's added."""
+    lw = tl.load(w_ptr, mask=rmask, other=0.0).to(tl.float32)
     h0, w0, fh, fw, top, bottom, left, right = _corners(u, v, H, W, rmask)
     base = (slab * H + h0) * W + w0
     offs = (base * C)[:, None] + cols[None, :]
@@ -223,11 +225,11 @@ def _level_bwd(feat_ptr, dfeat_ptr, slab, u, v, H, W, rmask, cols, dout, lw, C: 
     tl.atomic_add(dfeat_ptr + offs + W * C, gs * (fh * gw)[:, None], mask=m10, sem="relaxed")
     tl.atomic_add(dfeat_ptr + offs + (W + 1) * C, gs * (fh * fw)[:, None], mask=m11, sem="relaxed")
     bil = (gh * gw)[:, None] * v00 + (gh * fw)[:, None] * v01 + (fh * gw)[:, None] * v10 + (fh * fw)[:, None] * v11
-    dweight = tl.sum(dout * bil, axis=1)
+    tl.store(dw_ptr, tl.sum(dout * bil, axis=1), mask=rmask)
     # d bilinear / d fh and / d fw (fh = h - floor(h): the right-hand derivative at texel lines).
     dfh = tl.sum(gs * (gw[:, None] * (v10 - v00) + fw[:, None] * (v11 - v01)), axis=1)
     dfw = tl.sum(gs * (gh[:, None] * (v01 - v00) + fh[:, None] * (v11 - v10)), axis=1)
-    return dweight, dfw * (W - 1), dfh * (H - 1)
+    return du + dfw * (W - 1), dv + dfh * (H - 1)
 
 
 @triton.jit
@@ -268,30 +270,20 @@ def _aniso_sample_bwd_kernel(
     # Partial level-weight gradients of this (t, g): [B, Q, T, G, P, L], summed over frames by the caller.
     dw_ptr = dweights_ptr + ((((b * Q + q) * T + t) * G + g) * P + p) * L
 
-    lw = tl.load(w_ptr, mask=rmask, other=0.0).to(tl.float32)
-    dweight, du, dv = _level_bwd(feat0_ptr, dfeat0_ptr, slab, u, v, H0, W0, rmask, cols, dout, lw, C, BLOCK_C)
-    tl.store(dw_ptr, dweight, mask=rmask)
+    # -0.0 + x == x for every x: the sums start exactly at the first level's terms.
+    du = tl.full((BLOCK_R,), -0.0, tl.float32)
+    dv = tl.full((BLOCK_R,), -0.0, tl.float32)
+    du, dv = _level_bwd(du, dv, feat0_ptr, dfeat0_ptr, w_ptr, dw_ptr, slab, u, v, H0, W0, rmask, cols, dout, C,
+                        BLOCK_C)
     if L > 1:
-        lw = tl.load(w_ptr + 1, mask=rmask, other=0.0).to(tl.float32)
-        dweight, du_l, dv_l = _level_bwd(feat1_ptr, dfeat1_ptr, slab, u, v, H1, W1, rmask, cols, dout, lw, C,
-                                         BLOCK_C)
-        tl.store(dw_ptr + 1, dweight, mask=rmask)
-        du += du_l
-        dv += dv_l
+        du, dv = _level_bwd(du, dv, feat1_ptr, dfeat1_ptr, w_ptr + 1, dw_ptr + 1, slab, u, v, H1, W1, rmask, cols,
+                            dout, C, BLOCK_C)
     if L > 2:
-        lw = tl.load(w_ptr + 2, mask=rmask, other=0.0).to(tl.float32)
-        dweight, du_l, dv_l = _level_bwd(feat2_ptr, dfeat2_ptr, slab, u, v, H2, W2, rmask, cols, dout, lw, C,
-                                         BLOCK_C)
-        tl.store(dw_ptr + 2, dweight, mask=rmask)
-        du += du_l
-        dv += dv_l
+        du, dv = _level_bwd(du, dv, feat2_ptr, dfeat2_ptr, w_ptr + 2, dw_ptr + 2, slab, u, v, H2, W2, rmask, cols,
+                            dout, C, BLOCK_C)
     if L > 3:
-        lw = tl.load(w_ptr + 3, mask=rmask, other=0.0).to(tl.float32)
-        dweight, du_l, dv_l = _level_bwd(feat3_ptr, dfeat3_ptr, slab, u, v, H3, W3, rmask, cols, dout, lw, C,
-                                         BLOCK_C)
-        tl.store(dw_ptr + 3, dweight, mask=rmask)
-        du += du_l
-        dv += dv_l
+        du, dv = _level_bwd(du, dv, feat3_ptr, dfeat3_ptr, w_ptr + 3, dw_ptr + 3, slab, u, v, H3, W3, rmask, cols,
+                            dout, C, BLOCK_C)
 
     # (u, v) -> point: u = x / z~ / W_in with z~ = max(z, eps) (no gradient through the clamp below eps).
     m = e_ptr + view * 16
