@@ -172,7 +172,7 @@ def _sm_count(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
-def plan(num_rows: int, num_points: int, ctas_per_row: int, min_block: int) -> tuple[int, int]:
+def plan(num_points: int, ctas_per_row: int, min_block: int) -> tuple[int, int]:
     """(CTAs per row C, points per CTA BLOCK): at most ``ctas_per_row`` CTAs, BLOCK a power of two >= min_block
     (or the row rounded up, when smaller)."""
     if num_points > 1 << IDX_BITS:
@@ -210,7 +210,7 @@ def fps_launch(points: torch.Tensor, lengths: torch.Tensor, num_samples: int, *,
         sms = _sm_count(points.device.index if points.device.index is not None else torch.cuda.current_device()) \
             if on_gpu else INTERPRETER_SMS
         ctas_per_row = max(1, sms // B)
-    C, block = plan(B, N, ctas_per_row, GPU_MIN_BLOCK if on_gpu else 16)
+    C, block = plan(N, ctas_per_row, GPU_MIN_BLOCK if on_gpu else 16)
     c_pad = max(2, triton.next_power_of_2(C))
     strides = (points.stride(0), points.stride(1), points.stride(2), out.stride(0))
     if persistent:

@@ -75,15 +75,15 @@ def test_persistent_tags_wrap_around(device: torch.device, seed: int) -> None:
 def test_plan() -> None:
     from kernels_triton.fps import GPU_MIN_BLOCK, plan
 
-    assert plan(1, 345_600, 132, GPU_MIN_BLOCK) == (85, 4096)      # stage 0 on an H100: 85 CTAs
-    assert plan(1, 100_000, 132, GPU_MIN_BLOCK) == (25, 4096)      # fewer, fuller CTAs
-    assert plan(1, 1000, 132, GPU_MIN_BLOCK) == (1, 1024)          # a small row: one CTA
-    assert plan(4, 200, 1, 16) == (1, 256)
-    assert plan(1, 200, 4, 16) == (4, 64)
+    assert plan(345_600, 132, GPU_MIN_BLOCK) == (85, 4096)      # stage 0 on an H100: 85 CTAs
+    assert plan(100_000, 132, GPU_MIN_BLOCK) == (25, 4096)      # fewer, fuller CTAs
+    assert plan(1000, 132, GPU_MIN_BLOCK) == (1, 1024)          # a small row: one CTA
+    assert plan(200, 1, 16) == (1, 256)
+    assert plan(200, 4, 16) == (4, 64)
     with pytest.raises(ValueError, match="register-resident limit"):
-        plan(1, 3_000_000, 132, GPU_MIN_BLOCK)
+        plan(3_000_000, 132, GPU_MIN_BLOCK)
     with pytest.raises(ValueError, match="a key can index"):
-        plan(1, (1 << 24) + 1, 132, GPU_MIN_BLOCK)
+        plan((1 << 24) + 1, 132, GPU_MIN_BLOCK)
 
 
 @pytest.mark.parametrize("design", DESIGNS)
