@@ -37,14 +37,20 @@ def voxel_centres(origin: Sequence[float], voxel_size: float, dims: Sequence[int
     return torch.tensor(origin, dtype=dtype, device=device) + voxel_size * (idx + 0.5)
 
 
+def mahalanobis_sq(pts: torch.Tensor, means: torch.Tensor, rot: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """[B, P, N] squared Mahalanobis distance of points [B, P, 3] to Gaussians (means [B, N, 3], rotations
+    [B, N, 3, 3] from :func:`rotation_matrices`, scales [B, N, 3])."""
+    delta = pts[:, :, None, :] - means[:, None, :, :]                                  # [B, P, N, 3]
+    # Coordinates in the Gaussian's frame, in standard deviations: diag(1/s) Rᵀ (x − μ); d² = |that|².
+    local = torch.einsum("bpni,bnij->bpnj", delta, rot) / scales[:, None]
+    return local.square().sum(-1)
+
+
 def _chunk_sums(pts: torch.Tensor, means: torch.Tensor, rot: torch.Tensor, scales: torch.Tensor,
                 opacities: torch.Tensor, features: torch.Tensor, r2: float, tail: float
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Density [B, P] and unnormalised feature sum [B, P, K] of all Gaussians at points [B, P, 3]."""
-    delta = pts[:, :, None, :] - means[:, None, :, :]                                  # [B, P, N, 3]
-    # Coordinates in the Gaussian's frame, in standard deviations: diag(1/s) Rᵀ (x − μ); d² = |that|².
-    local = torch.einsum("bpni,bnij->bpnj", delta, rot) / scales[:, None]
-    d2 = local.square().sum(-1)                                                          # [B, P, N]
+    d2 = mahalanobis_sq(pts, means, rot, scales)                                          # [B, P, N]
     inside = (d2 < r2) & (opacities != 0)[:, None, :]
     w = torch.where(inside, opacities[:, None, :] * (torch.exp(-0.5 * d2) - tail), torch.zeros_like(d2))
     return w.sum(-1), torch.einsum("bpn,bnk->bpk", w, features)

@@ -68,7 +68,8 @@ def draw_inputs(make: Callable[[int], T], usable: Callable[[T], str | None], see
     For preconditions of a comparison that depend on the random inputs alone (enough samples away from a texel edge,
     enough pixels clear of a threshold), never on the implementation under test: a draw that cannot test anything is
     replaced instead of failing the test, and a failure still reproduces from ``seed``. ``usable`` returns None, or
-    why the inputs cannot be used; after DRAWS unusable draws that reason fails the test.
+    why the inputs cannot be used; after DRAWS unusable draws that reason fails the test. ``make`` may return the
+    inputs together with what ``usable`` derives from them, so that the caller does not compute it again.
     """
     reason = None
     for k in range(DRAWS):

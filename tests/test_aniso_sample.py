@@ -94,31 +94,36 @@ def check(name: str, out: torch.Tensor, ref: torch.Tensor, low: torch.Tensor, qu
     assert_parity_scaled(name, out, ref, op=OP, quantity=quantity, dtype=dtype, low=low, low_factor=BASELINE_FACTOR)
 
 
-def usable(case, inputs: dict) -> str | None:  # noqa: ANN001
-    """None when the float64 reference of ``inputs`` can test something: over 90 % of the samples away from texel
-    edges (``trusted_samples``) and over 10 % of them non-zero; else why not."""
-    x64 = with_grads(inputs, torch.float64)
-    if not case.extra.get("exact"):
-        trusted = float(trusted_samples(x64).double().mean())
-        if trusted <= 0.9:
-            return f"only {trusted:.3f} of the samples are trusted"
-    with torch.no_grad():
-        nonzero = float((ops.resolve(OP, "reference")(**x64) != 0).any(-1).double().mean())
-    return None if nonzero > 0.1 else f"only {nonzero:.3f} of the samples see non-zero features"
-
-
-def run_parity(impl: str, case, device: torch.device, dtype: torch.dtype, seed: int) -> None:
-    inputs = with_grads(draw_inputs(lambda s: spec.make_inputs(case, device=device, dtype=dtype, seed=s),
-                                    lambda x: usable(case, x), seed))
-    inputs_low, inputs64 = with_grads(inputs), with_grads(inputs, torch.float64)
-    reference = ops.resolve(OP, "reference")
-    out = ops.resolve(OP, impl)(**inputs)
-    low = reference(**inputs_low)
-    ref = reference(**inputs64)
+def draw(case, device: torch.device, dtype: torch.dtype, seed: int
+         ) -> tuple[dict, dict, torch.Tensor, torch.Tensor]:
+    """The inputs of ``seed`` (fresh leaves), their float64 copy (fresh leaves), the float64 reference output on it
+    and the mask [B, Q, G, T·P] of the samples compared (``trusted_samples``; all of them in an exact case)."""
+    inputs = with_grads(spec.make_inputs(case, device=device, dtype=dtype, seed=seed))
+    inputs64 = with_grads(inputs, torch.float64)
+    ref = ops.resolve(OP, "reference")(**inputs64)
     if case.extra.get("exact"):
         keep = torch.ones(ref.shape[:-1], dtype=torch.bool, device=ref.device)
     else:
         keep = trusted_samples(inputs64)
+    return inputs, inputs64, ref, keep
+
+
+def usable(drawn: tuple[dict, dict, torch.Tensor, torch.Tensor]) -> str | None:
+    """None when a draw can test something: over 90 % of the samples trusted and over 10 % of them non-zero in the
+    reference; else why not."""
+    _, _, ref, keep = drawn
+    trusted = float(keep.double().mean())
+    if trusted <= 0.9:
+        return f"only {trusted:.3f} of the samples are trusted"
+    nonzero = float((ref != 0).any(-1).double().mean())
+    return None if nonzero > 0.1 else f"only {nonzero:.3f} of the samples see non-zero features"
+
+
+def run_parity(impl: str, case, device: torch.device, dtype: torch.dtype, seed: int) -> None:
+    inputs, inputs64, ref, keep = draw_inputs(lambda s: draw(case, device, dtype, s), usable, seed)
+    inputs_low = with_grads(inputs)
+    out = ops.resolve(OP, impl)(**inputs)
+    low = ops.resolve(OP, "reference")(**inputs_low)
     keep = keep[..., None].to(torch.float64)
     check("out", out * keep, ref * keep, low * keep, "out", out.dtype)
 

@@ -19,7 +19,7 @@ import torch
 
 from pgocc import ops
 from pgocc.ops._contract import Case
-from reference.gs2vox import rotation_matrices, voxel_centres
+from reference.gs2vox import mahalanobis_sq, rotation_matrices, voxel_centres
 from tests.conftest import case_ids, draw_inputs, parity_cases
 from tests.parity import assert_parity, assert_parity_scaled
 
@@ -212,9 +212,8 @@ def test_reference_gradcheck(cutoff: float, seed: int) -> None:
     def usable(x: dict) -> str | None:
         # The weight is continuous at the cut-off but its derivative is not: a pair within finite-difference reach
         # of the cut-off radius makes the numerical Jacobian meaningless there.
-        delta = x["points"][:, :, None, :] - x["means"][:, None, :, :]
-        local = torch.einsum("bpni,bnij->bpnj", delta, rotation_matrices(x["quats"])) / x["scales"][:, None]
-        gap = float((local.square().sum(-1).sqrt() - cutoff).abs().min())
+        d2 = mahalanobis_sq(x["points"], x["means"], rotation_matrices(x["quats"]), x["scales"])
+        gap = float((d2.sqrt() - cutoff).abs().min())
         return None if gap > 1e-3 else f"a (point, Gaussian) pair {gap:.1e} from the cut-off radius"
 
     x = draw_inputs(lambda s: spec.make_inputs(case, dtype=torch.float64, seed=s), usable, seed)

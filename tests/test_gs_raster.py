@@ -46,13 +46,16 @@ def _forward_backward(fn, x: dict, cotangents: list[torch.Tensor]) -> tuple[tupl
 
 
 def check_parity(impl: str, case: ops.Case, device: torch.device, seed: int, tol_key: str) -> None:
-    def usable(x: dict) -> str | None:
-        stable = float(_stable_pixels(_upcast(x)).float().mean())
+    def draw(s: int) -> tuple[dict, dict, torch.Tensor]:
+        x = spec.make_inputs(case, device=device, dtype=torch.float32, seed=s)
+        x64 = _upcast(x)
+        return x, x64, _stable_pixels(x64)
+
+    def usable(drawn: tuple[dict, dict, torch.Tensor]) -> str | None:
+        stable = float(drawn[2].float().mean())
         return None if stable > 0.9 else f"only {stable:.3f} of the pixels are clear of their thresholds"
 
-    x = draw_inputs(lambda s: spec.make_inputs(case, device=device, dtype=torch.float32, seed=s), usable, seed)
-    x64 = _upcast(x)
-    stable = _stable_pixels(x64)
+    x, x64, stable = draw_inputs(draw, usable, seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     channels = (0 if x["depth_only"] else x["features"].shape[1], 1, 1)
     cotangents = [torch.randn(*stable.shape[:3], c, dtype=torch.float64, device=device, generator=gen) * stable
