@@ -182,3 +182,30 @@ def test_project_targets_is_an_uncentred_projection_then_bilinear_upsampling() -
     direct = torch.einsum("ndhw,dk->nkhw", feats[0], basis[0])
     up = F.interpolate(direct, size=(6, 10), mode="bilinear", align_corners=False)
     assert torch.allclose(out[0], up.permute(0, 2, 3, 1), atol=1e-12)
+
+
+@pytest.mark.parametrize("per_source", [True, False])
+def test_warping_loss_leaves_out_a_missing_source(per_source: bool) -> None:
+    """A scene's first keyframe: the loader puts the current image and the identity in place of the missing previous
+    sweep. Kept, its identity error (≈ 0) would zero the joint minimum everywhere; left out, the loss is what the next
+    source alone gives, computed here by hand from the warped next view."""
+    target, source, K, T = _plane_scene(shift_px=2)
+    images = torch.stack([target, target, source]).permute(0, 2, 3, 1)      # prev: the duplicate, next: real
+    images = (images * 255).round().to(torch.uint8).unsqueeze(0)
+    depth = torch.full((1, 1, 12, 16), 3.0, dtype=torch.float64)               # a wrong depth: the warp errs
+    cur_to_src = torch.stack([torch.eye(4, dtype=torch.float64), T]).unsqueeze(0)
+    kw = {"depth": depth, "images": images, "intrinsics": K.view(1, 1, 3, 3), "cur_to_src": cur_to_src}
+    valid = torch.tensor([[False, True]])
+    cur = images[:, 0].permute(0, 3, 1, 2).double() / 255
+    nxt = images[:, 2].permute(0, 3, 1, 2).double() / 255
+    warped = warp_image(nxt, depth[:, 0], K[None], T[None])
+    expected = torch.minimum(photometric_error(warped, cur), photometric_error(nxt, cur)).mean()
+    assert float(expected) > 0.02
+    loss = float(warping_loss(**kw, per_source=per_source, source_valid=valid))
+    assert loss == pytest.approx(float(expected), abs=5 * IDENTITY_NOISE)
+    # the duplicate kept (no mask): the joint minimum collapses to the identity noise, the per-source mean halves
+    kept = float(warping_loss(**kw, per_source=per_source))
+    assert kept == pytest.approx(0.0 if not per_source else float(expected) / 2, abs=5 * IDENTITY_NOISE)
+    # no source at all: nothing to compare, the term is 0
+    none = warping_loss(**kw, per_source=per_source, source_valid=torch.zeros(1, 2, dtype=torch.bool))
+    assert float(none) == 0.0

@@ -53,8 +53,8 @@ def test_scores_of_one_sample_by_hand() -> None:
 
 
 def test_predicted_class_absent_from_gt_scores_zero_and_others_other_flat_are_not_averaged() -> None:
-    gt = np.array([CAR, CAR, OTHERS, OTHER_FLAT, FREE], np.uint8)
-    pred = np.array([CAR, CAR, OTHERS, OTHER_FLAT, MANMADE], np.uint8)
+    gt = np.array([CAR, CAR, OTHERS, OTHER_FLAT, FREE], np.uint8).reshape(-1, 1, 1)
+    pred = np.array([CAR, CAR, OTHERS, OTHER_FLAT, MANMADE], np.uint8).reshape(-1, 1, 1)
     m = OccupancyMIoU()
     m.update(pred, gt, None)
     s = m.compute()
@@ -67,8 +67,8 @@ def test_predicted_class_absent_from_gt_scores_zero_and_others_other_flat_are_no
 def test_accumulates_over_samples_before_dividing() -> None:
     # Sample 1: 1 car voxel right. Sample 2: 3 car voxels missed. Pooled: 1 / 4, not the mean of 1 and 0.
     m = OccupancyMIoU()
-    m.update(np.array([CAR]), np.array([CAR]), np.array([True]))
-    m.update(np.full(3, FREE), np.full(3, CAR), np.ones(3, bool))
+    m.update(np.full((1, 1, 1), CAR), np.full((1, 1, 1), CAR), np.ones((1, 1, 1), bool))
+    m.update(np.full((3, 1, 1), FREE), np.full((3, 1, 1), CAR), np.ones((3, 1, 1), bool))
     s = m.compute()
     assert s.per_class_iou[CAR] == pytest.approx(0.25)
     assert s.miou == pytest.approx(0.25)
@@ -78,7 +78,7 @@ def test_accumulates_over_samples_before_dividing() -> None:
 
 def test_all_free_gives_nan_and_json_null() -> None:
     m = OccupancyMIoU()
-    m.update(np.full(6, FREE, np.uint8), np.full(6, FREE, np.uint8), np.ones(6, bool))
+    m.update(np.full((6, 1, 1), FREE, np.uint8), np.full((6, 1, 1), FREE, np.uint8), np.ones((6, 1, 1), bool))
     s = m.compute()
     assert math.isnan(s.miou) and math.isnan(s.geometric_iou)
     d = s.as_dict()
@@ -106,3 +106,32 @@ def test_bad_inputs_raise() -> None:
         confusion_matrix(np.zeros(3, np.uint8), np.zeros(4, np.uint8))
     with pytest.raises(ValueError, match="pred labels must be in 0..17"):
         confusion_matrix(np.full(3, 18), np.zeros(3, np.uint8))
+
+
+def test_miou_over_present_classes_skips_classes_only_predicted() -> None:
+    # car right twice, one free voxel hallucinated as manmade: manmade is absent from the ground truth.
+    gt = np.array([CAR, CAR, FREE], np.uint8).reshape(-1, 1, 1)
+    pred = np.array([CAR, CAR, MANMADE], np.uint8).reshape(-1, 1, 1)
+    m = OccupancyMIoU()
+    m.update(pred, gt, None)
+    s = m.compute()
+    assert s.miou == pytest.approx(0.5)                 # car 1, manmade 0
+    assert s.miou_present == pytest.approx(1.0)         # car only
+
+
+def test_geometric_iou_above_ground_counts_only_the_layers_above_the_ground_layer() -> None:
+    # One column of 6 layers, the ground layer is index 2. Ground truth: road at 2, a car at 3 and 4, free above.
+    # Prediction: road at 2 (right), car at 3 (right), free at 4 (missed), car at 5 (hallucinated), and a car
+    # below the ground at 1 (not counted above ground, counted by the plain geometric IoU).
+    gt = np.array([FREE, FREE, ROAD, CAR, CAR, FREE], np.uint8).reshape(1, 1, 6)
+    pred = np.array([FREE, CAR, ROAD, CAR, FREE, CAR], np.uint8).reshape(1, 1, 6)
+    m = OccupancyMIoU()
+    m.update(pred, gt, np.ones_like(gt, bool))
+    s = m.compute()
+    assert s.geometric_iou_above_ground == pytest.approx(1 / 3)     # layers 3..5: TP 1, union 3
+    assert s.geometric_iou == pytest.approx(2 / 5)                  # all layers: TP 2 (2, 3), union 5
+    # the ground layer itself does not count: a wrong ground layer leaves the above-ground IoU unchanged
+    pred[0, 0, 2] = FREE
+    m2 = OccupancyMIoU()
+    m2.update(pred, gt, np.ones_like(gt, bool))
+    assert m2.compute().geometric_iou_above_ground == pytest.approx(1 / 3)

@@ -22,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log-normal sigma of the foundation-depth noise (0 = exact)")
     parser.add_argument("--feature-noise", type=float, default=d.feature_noise,
                         help="sigma of the Gaussian noise on each feature channel")
-    parser.add_argument("--text-encoder", choices=("minilm", "hash"), default=d.text_encoder,
-                        help="encoder of the feature maps' text embeddings")
+    parser.add_argument("--text-encoder", default=d.text_encoder,
+                        help="encoder of the feature maps' text embeddings: minilm, hash, or a .npz prototype file "
+                             "with the Occ3D prompts (e.g. another world's text_prototypes.npz)")
     parser.add_argument("--jobs", type=int, default=0, help="worker processes (0 = one per CPU core)")
 
 

@@ -57,6 +57,10 @@ class Batch:
     t0_2_x_geo: torch.Tensor
     """[B, 2·N, 4, 4] float32: current camera n → previous-sweep camera (rows 0..N-1), then → next-sweep camera
     (rows N..2N-1), ``inverse(cam2global[src]) @ cam2global[cur]``; identity where the sweep is missing (§5.1)."""
+    source_valid: torch.Tensor
+    """[B, 2·N] bool: whether the previous (rows 0..N-1) / next (rows N..2N-1) sweep of camera n exists. Where it
+    does not (a scene's first or last keyframe), ``render_gt`` and ``t0_2_x_geo`` hold the current image and the
+    identity, and the photometric loss leaves that source out."""
     timestamps: torch.Tensor
     """[B, T·N] int64 microseconds: capture time of image k."""
     semantics: torch.Tensor | None

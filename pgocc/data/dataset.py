@@ -16,7 +16,8 @@ Per sample:
 - foundation depth and features of the N current cameras, ``<dir>/<image stem>.npy`` (or ``.npz``, float16 allowed);
   depth is resampled corner-aligned bilinear to the render size (``scipy.ndimage.zoom(order=1)`` semantics).
 - ``render_gt`` (LANCZOS to the render size) of the current images and of each camera's frame just before and just
-  after; ``t0_2_x_geo`` from the cameras' global poses; at a scene's ends the current image and the identity stand in.
+  after; ``t0_2_x_geo`` from the cameras' global poses; at a scene's ends the current image and the identity stand in, and
+  ``source_valid`` says so (the photometric loss leaves such a source out).
 - Occ3D labels ``<labels_dir>/<scene>/<token>/labels.npz`` when ``with_labels``.
 """
 
@@ -245,9 +246,10 @@ class OccDataset(torch.utils.data.Dataset):
         depth = np.stack([self._depth(int(f)) for f in cur])[:, None]
         feats = self._features(cur)
 
-        render_adj, geo = [], []
+        render_adj, geo, source_valid = [], [], []
         for neighbours in (ix.prev_cam[i], ix.next_cam[i]):
             for n, f in enumerate(neighbours):
+                source_valid.append(f >= 0)
                 if f < 0:
                     render_adj.append(render_cur[n])
                     geo.append(np.eye(4))
@@ -269,6 +271,7 @@ class OccDataset(torch.utils.data.Dataset):
             lidar2img=f32(lidar2img), ego2img=f32(ego2img), ego2lidar=f32(ego2lidar), cam2ego=f32(cam2ego),
             render_k=f32(render_k), depth=f32(depth), features=torch.from_numpy(feats)[None],
             render_gt=torch.from_numpy(np.stack(render_cur + render_adj))[None], t0_2_x_geo=f32(np.stack(geo)),
+            source_valid=torch.tensor(source_valid, dtype=torch.bool)[None],
             timestamps=torch.from_numpy(ix.frame_time[flat])[None],
             semantics=semantics, mask_camera=mask_camera, mask_lidar=mask_lidar,
             sample_tokens=[str(ix.sample_token[i])], scene_names=[str(ix.scene_name[i])],

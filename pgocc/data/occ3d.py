@@ -29,6 +29,10 @@ GRID_MIN: tuple[float, float, float] = (-40.0, -40.0, -1.0)
 VOXEL_SIZE = 0.4
 """Edge of a voxel in metres."""
 
+GROUND_LAYER = 2
+"""Z index of the layer that holds the ground (centre z = 0 m, the ego origin's height: the road surface); the
+layers above it hold objects, buildings and vegetation."""
+
 
 @functools.cache
 def voxel_centres() -> np.ndarray:

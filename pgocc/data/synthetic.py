@@ -72,7 +72,9 @@ class WorldSpec:
     feature_noise: float = 0.02
     """Standard deviation of Gaussian noise added to each feature channel (embeddings are unit-norm)."""
     text_encoder: str = "minilm"
-    """Text encoder of the feature maps: 'minilm' (384-d, open-vocabulary) or 'hash' (384-d, no semantics)."""
+    """Text encoder of the feature maps: 'minilm' (384-d, open-vocabulary), 'hash' (384-d, no semantics) or a
+    prototype file (.npz) holding the embeddings of the Occ3D prompts, e.g. another world's text_prototypes.npz
+    (for machines without the MiniLM package: the world then has that file's embeddings)."""
     version: str = "v1.0-synthetic"
     """nuScenes version name (the table folder)."""
 
@@ -86,7 +88,9 @@ class WorldSpec:
             "--height": (self.height >= 2 * FEATURE_STRIDE, f"must be >= {2 * FEATURE_STRIDE}"),
             "--depth-noise": (self.depth_noise >= 0, "must be >= 0"),
             "--feature-noise": (self.feature_noise >= 0, "must be >= 0"),
-            "--text-encoder": (self.text_encoder in ("minilm", "hash"), "must be 'minilm' or 'hash'"),
+            "--text-encoder": (self.text_encoder in ("minilm", "hash") or (
+                self.text_encoder.endswith(".npz") and Path(self.text_encoder).is_file()),
+                "must be 'minilm', 'hash' or an existing .npz prototype file holding the Occ3D prompts"),
             "--version": (bool(self.version) and "/" not in self.version, "must be a plain folder name"),
         }
         for name, (ok, message) in checks.items():

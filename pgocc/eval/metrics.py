@@ -5,6 +5,12 @@ restricted to camera-visible voxels, read out as per-class IoU, the 15-class mIo
     IoU_c = TP_c / (TP_c + FP_c + FN_c)                       NaN where the union is empty
     mIoU = mean of IoU_c over EVAL_CLASSES, NaN classes skipped (absent from ground truth and prediction)
     geometric IoU = IoU of "occupied" (label < 17) vs free
+    mIoU (present) = mean of IoU_c over the EVAL_CLASSES that the ground truth holds
+    geometric IoU above ground = the geometric IoU over the layers above GROUND_LAYER only
+
+Why the last two: on a world whose visible occupied voxels are mostly ground, "the ground layer is road, the rest
+free" already scores a high geometric IoU, and an mIoU over classes the ground truth lacks measures hallucinations
+rather than recognition.
 
 A class absent from the ground truth but predicted has IoU 0 (its union is not empty), as in the released
 evaluation's ``diag / (rows + cols − diag)``; over the nuScenes val split every class is present, so the two readings
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pgocc.data.occ3d import FREE, OCC3D_CLASSES
+from pgocc.data.occ3d import FREE, GROUND_LAYER, OCC3D_CLASSES
 
 NUM_LABELS = len(OCC3D_CLASSES)
 """18 Occ3D labels (0 others … 16 vegetation, 17 free)."""
@@ -65,6 +71,11 @@ class OccupancyScores:
     """Mean IoU over :data:`EVAL_CLASSES`, NaN classes skipped; NaN if all are."""
     geometric_iou: float
     """IoU of occupied (label < 17) vs free; NaN if neither has an occupied voxel."""
+    miou_present: float
+    """Mean IoU over the :data:`EVAL_CLASSES` that have ground-truth voxels; NaN if none has."""
+    geometric_iou_above_ground: float
+    """Geometric IoU over the voxels above the ground layer (z index > GROUND_LAYER); NaN if neither ground truth
+    nor prediction has an occupied voxel there."""
     voxels: int
     """Voxels counted (inside the camera masks) over all samples."""
     samples: int
@@ -77,21 +88,35 @@ class OccupancyScores:
             return None if np.isnan(x) else float(x)
 
         return {"miou": num(self.miou), "geometric_iou": num(self.geometric_iou),
+                "miou_present": num(self.miou_present),
+                "geometric_iou_above_ground": num(self.geometric_iou_above_ground),
                 "per_class_iou": {OCC3D_CLASSES[c]: num(v) for c, v in enumerate(self.per_class_iou)},
                 "eval_classes": [OCC3D_CLASSES[c] for c in EVAL_CLASSES], "voxels": self.voxels,
                 "samples": self.samples}
 
 
+def _geometric_iou(c: np.ndarray) -> float:
+    """IoU of occupied (label < FREE) vs free from a confusion matrix."""
+    return float(_ratio(c[:FREE, :FREE].sum(), c.sum() - c[FREE, FREE]))
+
+
 class OccupancyMIoU:
-    """Accumulates the confusion matrix over samples (ALGORITHM.md §8.1)."""
+    """Accumulates the confusion matrix over samples (ALGORITHM.md §8.1), and a second one over the layers above
+    the ground."""
 
     def __init__(self) -> None:
         self.confusion = np.zeros((NUM_LABELS, NUM_LABELS), np.int64)
+        self.confusion_above_ground = np.zeros((NUM_LABELS, NUM_LABELS), np.int64)
         self.samples = 0
 
     def update(self, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None) -> None:
         """Add one sample: ``pred``, ``gt`` [X, Y, Z] labels and its camera mask (see :func:`confusion_matrix`)."""
+        if gt.ndim != 3:
+            raise ValueError(f"OccupancyMIoU.update: expected [X, Y, Z] labels, got shape {gt.shape}")
         self.confusion += confusion_matrix(pred, gt, mask)
+        above = np.s_[..., GROUND_LAYER + 1:]
+        self.confusion_above_ground += confusion_matrix(pred[above], gt[above],
+                                                        None if mask is None else mask[above])
         self.samples += 1
 
     def compute(self) -> OccupancyScores:
@@ -100,7 +125,9 @@ class OccupancyMIoU:
         per_class = _ratio(tp, c.sum(0) + c.sum(1) - tp)
         chosen = per_class[list(EVAL_CLASSES)]
         miou = float(np.nan if np.isnan(chosen).all() else np.nanmean(chosen))
-        occupied_tp = c[:FREE, :FREE].sum()
-        geometric = float(_ratio(occupied_tp, c.sum() - c[FREE, FREE]))
-        return OccupancyScores(per_class_iou=per_class, miou=miou, geometric_iou=geometric, voxels=int(c.sum()),
-                               samples=self.samples)
+        present = [k for k in EVAL_CLASSES if c[k].sum() > 0]
+        miou_present = float(np.mean(per_class[present])) if present else float("nan")
+        return OccupancyScores(per_class_iou=per_class, miou=miou, geometric_iou=_geometric_iou(c),
+                               miou_present=miou_present,
+                               geometric_iou_above_ground=_geometric_iou(self.confusion_above_ground),
+                               voxels=int(c.sum()), samples=self.samples)

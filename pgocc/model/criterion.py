@@ -105,7 +105,8 @@ class PGOccLoss(nn.Module):
             image, depth = self.renderer.features_and_depth(g, feats, batch.cam2ego, batch.render_k, size)
             depth = depth.clamp(*RENDER_DEPTH_RANGE)
             values = dict(zip(TERMS, (
-                warping_loss(depth, batch.render_gt, batch.render_k, batch.t0_2_x_geo, per_source=self.per_source),
+                warping_loss(depth, batch.render_gt, batch.render_k, batch.t0_2_x_geo, per_source=self.per_source,
+                             source_valid=batch.source_valid),
                 *feature_losses(image, target_feat.to(image.dtype)),
                 *depth_losses(depth, target_depth.to(depth.dtype)),
             ), strict=True))

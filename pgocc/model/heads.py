@@ -10,11 +10,31 @@ GAUSSIAN_OUTPUTS = 11
 """Raw Gaussian-head outputs: Δxyz (3), quaternion (4), scales (3), opacity (1)."""
 
 
-class GaussianHead(nn.Sequential):
-    """``Linear(C→H) → ReLU → Linear(H→11)``: raw Gaussian parameters per query (indices 0, 2 as released)."""
+SCALE_OUTPUTS = slice(7, 10)
+"""Raw outputs decoded into the scales (see :func:`decode_gaussians`)."""
+OPACITY_OUTPUT = 10
 
-    def __init__(self, embed_dims: int, hidden: int) -> None:
+
+class GaussianHead(nn.Sequential):
+    """``Linear(C→H) → ReLU → Linear(H→11)``: raw Gaussian parameters per query (indices 0, 2 as released).
+
+    Args:
+        init_scale: initial scale (m) of every Gaussian: the scale outputs' bias is set to
+            ``logit(init_scale / max_scale)`` so that :func:`decode_gaussians` gives it at zero input; None keeps
+            PyTorch's default bias.
+        init_opacity: likewise for the opacity output, ``logit(init_opacity)``.
+        max_scale: the decoder's largest scale (m).
+    """
+
+    def __init__(self, embed_dims: int, hidden: int, *, init_scale: float | None = None,
+                 init_opacity: float | None = None, max_scale: float = 6.4) -> None:
         super().__init__(nn.Linear(embed_dims, hidden), nn.ReLU(), nn.Linear(hidden, GAUSSIAN_OUTPUTS))
+        out: nn.Linear = self[2]
+        with torch.no_grad():
+            if init_scale is not None:
+                out.bias[SCALE_OUTPUTS] = torch.logit(torch.tensor(init_scale / max_scale))
+            if init_opacity is not None:
+                out.bias[OPACITY_OUTPUT] = torch.logit(torch.tensor(init_opacity))
 
 
 class OVHead(nn.Sequential):
@@ -35,8 +55,8 @@ def decode_gaussians(raw: torch.Tensor, *, max_delta: float, max_scale: float
     """
     delta = (2 * torch.sigmoid(raw[..., 0:3]) - 1) * max_delta
     quats = F.normalize(raw[..., 3:7], dim=-1)
-    scales = max_scale * torch.sigmoid(raw[..., 7:10])
-    opacities = torch.sigmoid(raw[..., 10])
+    scales = max_scale * torch.sigmoid(raw[..., SCALE_OUTPUTS])
+    opacities = torch.sigmoid(raw[..., OPACITY_OUTPUT])
     return delta, quats, scales, opacities
 
 

@@ -78,23 +78,33 @@ def warp_image(source: torch.Tensor, depth: torch.Tensor, intrinsics: torch.Tens
 
 
 def warping_loss(depth: torch.Tensor, images: torch.Tensor, intrinsics: torch.Tensor, cur_to_src: torch.Tensor, *,
-                 per_source: bool) -> torch.Tensor:
+                 per_source: bool, source_valid: torch.Tensor | None = None) -> torch.Tensor:
     """Temporal photometric loss with auto-masking (§5.1).
+
+    A source that does not exist (a scene's first or last keyframe, where the loader puts the current image and the
+    identity in its place) is left out: its identity error would be 0 and the auto-mask's minimum would zero the
+    pixel's loss — with the joint minimum, every pixel of the sample, whatever the other source says. The released
+    code keeps such a duplicate; the difference is confined to the scene ends.
 
     Args:
         depth: [B, N, H, W] rendered depth of the current cameras (already clamped).
         images: [B, 3·N, H, W, 3] uint8: current images, the previous sweep's, the next sweep's.
         intrinsics: [B, N, 3, 3] render K.
         cur_to_src: [B, 2·N, 4, 4] current camera → previous (rows 0..N-1) / next (rows N..2N-1) sweep camera.
-        per_source: released auto-mask: for each source, min(warped error, identity error), then the mean over both
-            sources; otherwise (Monodepth2) the per-pixel minimum over both sources' warped and identity errors.
+        per_source: released auto-mask: for each source, min(warped error, identity error), then the mean over the
+            sources; otherwise (Monodepth2) the per-pixel minimum over the sources' warped and identity errors.
+        source_valid: [B, 2·N] bool, whether each source exists (``Batch.source_valid``); None: all exist.
 
     Returns:
-        scalar loss (mean over batch, cameras, pixels, and sources when ``per_source``).
+        scalar loss: the mean over the pixels of (batch, camera) pairs with at least one source (and over the
+        existing sources when ``per_source``); 0 where no camera of the batch has a source.
     """
     B, N, H, W = depth.shape
     imgs = images.permute(0, 1, 4, 2, 3).to(depth.dtype) / 255.0                          # [B, 3N, 3, H, W]
     target = imgs[:, :N].flatten(0, 1)
+    valid = (torch.ones(B, 2 * N, dtype=torch.bool, device=depth.device) if source_valid is None
+             else source_valid.to(device=depth.device, dtype=torch.bool))
+    src_valid = [valid[:, j * N:(j + 1) * N].flatten(0, 1).view(B * N, 1, 1) for j in range(2)]   # [B·N, 1, 1]
     warped_err, ident_err = [], []
     for j in range(2):
         source = imgs[:, (j + 1) * N:(j + 2) * N].flatten(0, 1)
@@ -104,8 +114,17 @@ def warping_loss(depth: torch.Tensor, images: torch.Tensor, intrinsics: torch.Te
         ident = photometric_error(source, target)
         ident_err.append(ident + IDENTITY_NOISE * torch.randn_like(ident))
     if per_source:
-        return torch.stack([torch.minimum(w, i) for w, i in zip(warped_err, ident_err, strict=True)]).mean()
-    return torch.stack(warped_err + ident_err).amin(0).mean()
+        per = torch.stack([torch.where(v, torch.minimum(w, i), 0.0)
+                           for w, i, v in zip(warped_err, ident_err, src_valid, strict=True)])   # [2, B·N, H, W]
+        count = torch.stack(src_valid).sum() * H * W
+    else:
+        errors = [torch.where(v, e, torch.inf) for e, v in zip(warped_err + ident_err, src_valid + src_valid,
+                                                                  strict=True)]
+        best = torch.stack(errors).amin(0)                                                # [B·N, H, W]
+        has_source = src_valid[0] | src_valid[1]
+        per = torch.where(has_source, best, 0.0)
+        count = has_source.sum() * H * W
+    return per.sum() / count.clamp_min(1)
 
 
 def pca_basis(features: torch.Tensor, dims: int, *, randomized: bool) -> torch.Tensor:

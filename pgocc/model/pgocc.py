@@ -73,7 +73,8 @@ class PGOcc(nn.Module):
         self.neck = FPN(self.backbone.out_channels, cfg.embed_dims)
         self.query_embeds = nn.Embedding(sum(cfg.num_queries), cfg.embed_dims)
         self.layers = nn.ModuleList(DecoderLayer(cfg, impls) for _ in range(self.num_stages))
-        self.gaussian_heads = nn.ModuleList(GaussianHead(cfg.embed_dims, cfg.head_dims)
+        self.gaussian_heads = nn.ModuleList(GaussianHead(cfg.embed_dims, cfg.head_dims, init_scale=cfg.init_scale,
+                                                         init_opacity=cfg.init_opacity, max_scale=cfg.max_scale)
                                             for _ in range(self.num_stages))
         self.ov_heads = nn.ModuleList(OVHead(cfg.embed_dims, cfg.head_dims, cfg.ov_dims)
                                       for _ in range(self.num_stages))
