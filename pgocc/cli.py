@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "kernels": "pgocc.commands.kernels",
     "make-synthetic": "pgocc.commands.make_synthetic",
     "show-config": "pgocc.commands.show_config",
+    "train": "pgocc.commands.train",
 }
 
 

@@ -118,6 +118,13 @@ class ModelConfig:
     """Largest position update (m) per axis and stage of a Gaussian."""
     max_scale: float = 6.4
     """Largest Gaussian scale (standard deviation, m)."""
+    init_scale: float | None = None
+    """Initial scale (m) of every Gaussian, set through the bias of the Gaussian head's scale outputs. None: the
+    head's default initialisation, as released: max_scale · sigmoid(0) = 3.2 m, wide enough that the Gaussians next
+    to the cameras cover the renders, so that no pixel is densified until training has shrunk them."""
+    init_opacity: float | None = None
+    """Initial opacity of every Gaussian, set through the bias of the Gaussian head's opacity output. None: the
+    head's default initialisation (sigmoid(0) = 0.5), as released."""
     init_depth_max: float = 51.2
     """Foundation depth is clamped to this (m) for query initialisation and densification."""
     densify_threshold: float = 0.2
@@ -191,6 +198,10 @@ class ModelConfig:
         lo, hi = self.pc_range[:3], self.pc_range[3:]
         _require(all(a < b for a, b in zip(lo, hi, strict=True)), f"{path}.pc_range",
                  f"each minimum must be below its maximum, got {self.pc_range}")
+        _require(self.init_scale is None or 0 < self.init_scale < self.max_scale, f"{path}.init_scale",
+                 f"must be None or in (0, model.max_scale={self.max_scale}), got {self.init_scale}")
+        _require(self.init_opacity is None or 0 < self.init_opacity < 1, f"{path}.init_opacity",
+                 f"must be None or in (0, 1), got {self.init_opacity}")
         for name in ("max_delta", "max_scale", "init_depth_max", "voxel_size", "min_variance", "voxel_cutoff"):
             _require(getattr(self, name) > 0, f"{path}.{name}", f"must be > 0, got {getattr(self, name)}")
         extents = [(b - a) / self.voxel_size for a, b in zip(lo, hi, strict=True)]
@@ -227,7 +238,7 @@ class LossConfig:
 
 @dataclass(kw_only=True, slots=True)
 class TrainConfig:
-    """The run: steps, seed and where results go."""
+    """The run: optimiser, schedule, parallelism, checkpoints, logging and where results go (ALGORITHM.md §9)."""
 
     num_steps: int = 24_000
     """Optimizer steps to run."""
@@ -235,11 +246,76 @@ class TrainConfig:
     """Seed of every random generator (torch, numpy, Python) at the start of the run."""
     run_root: str = "runs"
     """Folder under which each run gets its own directory (config.json, kernels.json, logs, checkpoints)."""
+    lr: float = 2e-4
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.01
+    """AdamW's decoupled weight decay, applied to every parameter (no norm or bias exclusion, as the original)."""
+    low_lr_patterns: tuple[str, ...] = ("backbone.", "sampling_offset")
+    """Parameters whose name contains any of these get lr × low_lr_multiplier (the original's img_backbone and
+    sampling_offset)."""
+    low_lr_multiplier: float = 0.1
+    """Learning-rate multiplier of the parameters matched by low_lr_patterns."""
+    warmup_steps: int = 500
+    """Steps of linear warm-up from warmup_start_factor · lr (0: none)."""
+    warmup_start_factor: float = 1.0 / 3.0
+    """Learning-rate factor at step 0 of the warm-up (the original: lr · (1/3 + 2/3 · i / 500))."""
+    min_lr_ratio: float = 1e-3
+    """The cosine schedule ends at min_lr_ratio · lr. It is updated every step over num_steps; the original (mmcv's
+    CosineAnnealing, by_epoch) updates it once per epoch."""
+    grad_clip_norm: float = 350.0
+    """Clip the global L2 norm of the gradients to this (0: no clipping)."""
+    grad_accum_steps: int = 1
+    """Micro-batches of data.batch_size samples per optimizer step and process."""
+    global_batch_size: int = 0
+    """Samples per optimizer step over all processes; 0: processes × data.batch_size × grad_accum_steps. When set,
+    it must be a multiple of processes × data.batch_size, and the quotient replaces grad_accum_steps (the original:
+    8 = 8 GPUs × 1)."""
+    photometric_distortion: bool = True
+    """Training-only photometric distortion of the network-input images on the device (ALGORITHM.md §7.4; not of
+    render_gt): per image, each with probability 0.5, brightness ±32, contrast ×[0.5, 1.5] before or after the HSV
+    changes, saturation ×[0.5, 1.5], hue ±18°, and a random channel permutation."""
+    autocast: Literal["none", "bf16"] = "none"
+    """Mixed precision of the forward: 'none' (float32, as the original) or 'bf16' (CUDA only; with FSDP also bf16
+    parameters and float32 gradient reduction)."""
+    compile: bool = False
+    """torch.compile the blocks that compile (backbone bottlenecks, FPN, position encoders, FFNs, heads); the
+    decoder's attention, sampling and mixing ops stay eager (see pgocc.training.parallelize)."""
+    fsdp: bool = True
+    """With more than one process: shard with FSDP2 (per decoder layer, per backbone stage, then the root); false
+    replicates with DDP. Ignored on one process."""
+    checkpoint_every: int = 1000
+    """Write a checkpoint every this many steps (and at the end; 0: only at the end)."""
+    keep_checkpoints: int = 3
+    """Keep the newest this many checkpoints (older ones are deleted)."""
+    log_every: int = 10
+    """Log (progress bar, metrics.jsonl) every this many steps; the only steps that read values on the host."""
+    val_every: int = 1000
+    """Validate every this many steps and at the end (0: only at the end), when val_samples > 0."""
+    val_samples: int = 8
+    """Samples of data.val_split scored (mIoU, geometric IoU) at each validation (0: no validation)."""
 
     def validate(self, path: str = "train") -> None:
         _require(self.num_steps > 0, f"{path}.num_steps", f"must be > 0, got {self.num_steps}")
         _require(self.seed >= 0, f"{path}.seed", f"must be >= 0, got {self.seed}")
         _require(bool(self.run_root), f"{path}.run_root", "must be a non-empty path")
+        _require(self.lr > 0, f"{path}.lr", f"must be > 0, got {self.lr}")
+        _require(self.weight_decay >= 0, f"{path}.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(all(bool(p) for p in self.low_lr_patterns), f"{path}.low_lr_patterns",
+                 f"patterns must be non-empty, got {self.low_lr_patterns}")
+        _require(self.low_lr_multiplier > 0, f"{path}.low_lr_multiplier",
+                 f"must be > 0, got {self.low_lr_multiplier}")
+        _require(self.warmup_steps >= 0, f"{path}.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        _require(0 < self.warmup_start_factor <= 1, f"{path}.warmup_start_factor",
+                 f"must be in (0, 1], got {self.warmup_start_factor}")
+        _require(0 <= self.min_lr_ratio <= 1, f"{path}.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        _require(self.grad_clip_norm >= 0, f"{path}.grad_clip_norm", f"must be >= 0, got {self.grad_clip_norm}")
+        _require(self.grad_accum_steps >= 1, f"{path}.grad_accum_steps",
+                 f"must be >= 1, got {self.grad_accum_steps}")
+        for name in ("checkpoint_every", "val_every", "val_samples", "global_batch_size"):
+            _require(getattr(self, name) >= 0, f"{path}.{name}", f"must be >= 0, got {getattr(self, name)}")
+        _require(self.keep_checkpoints >= 1, f"{path}.keep_checkpoints",
+                 f"must be >= 1, got {self.keep_checkpoints}")
+        _require(self.log_every >= 1, f"{path}.log_every", f"must be >= 1, got {self.log_every}")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -466,3 +542,88 @@ def describe(cfg: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
         else:
             rows.append((path, value, docs.get(f.name, "")))
     return rows
+
+
+def _from_value(value: Any, tp: Any, path: str) -> Any:
+    """JSON data ``value`` as the annotated type ``tp`` (sections, tuples, Literals, optionals, scalars)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_value(v, args[0], path) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{path}: expected {len(args)} values, got {value!r}")
+        return tuple(_from_value(v, a, path) for v, a in zip(value, args, strict=True))
+    if origin in (types.UnionType, typing.Union):
+        if value is None:
+            return None
+        return _from_value(value, next(a for a in typing.get_args(tp) if a is not type(None)), path)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{path}: expected one of {typing.get_args(tp)}, got {value!r}")
+        return value
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp in (bool, int, str) and type(value) is tp:
+        return value
+    raise ConfigError(f"{path}: expected a value of type {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Rebuild a config dataclass (e.g. :class:`ExperimentConfig`) from :func:`to_dict`'s data; a missing field keeps
+    its default, an unknown one raises ConfigError naming its dotted path. The result is not validated."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a JSON object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{path + '.' if path else ''}{unknown[0]}: unknown key; valid keys here: "
+                          f"{', '.join(sorted(names))}")
+    return cls(**{k: _from_value(v, hints[k], f"{path + '.' if path else ''}{k}") for k, v in data.items()})
+
+
+def config_from_json(text: str) -> ExperimentConfig:
+    """An :class:`ExperimentConfig` from the JSON of :func:`write_config` (validated)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config: not valid JSON ({exc})") from None
+    cfg = from_dict(ExperimentConfig, data)
+    cfg.validate()
+    return cfg
+
+
+def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+INFERENCE_FREE_FIELDS: frozenset[str] = frozenset({
+    "model.checkpoint_activations", "model.backbone_weights", "model.frozen_stages", "model.dropout",
+    "model.opacity_threshold", "model.min_variance", "model.density_threshold", "model.voxel_cutoff",
+    "model.voxel_size"})
+"""Fields of the ``model`` section that do not change the trained weights (training-only switches and the readout's
+thresholds and grid): an inference may set them differently from the checkpoint's config."""
+
+
+def config_diff(a: ExperimentConfig, b: ExperimentConfig, *, sections: tuple[str, ...] | None = None,
+                ignore: frozenset[str] | set[str] = frozenset()) -> list[tuple[str, Any, Any]]:
+    """(dotted path, value in ``a``, value in ``b``) of every leaf field that differs, in declaration order; only
+    under ``sections`` when given, never the paths in ``ignore``."""
+    la, lb = _leaves(to_dict(a)), _leaves(to_dict(b))
+    return [(k, la[k], lb.get(k)) for k in la
+            if la[k] != lb.get(k) and k not in ignore and (sections is None or k.split(".")[0] in sections)]
+
+
+def format_diff(diff: list[tuple[str, Any, Any]], left: str, right: str) -> str:
+    """``path: A (left) vs B (right); ...`` on one line."""
+    return "; ".join(f"{k}: {va!r} ({left}) vs {vb!r} ({right})" for k, va, vb in diff)
