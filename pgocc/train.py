@@ -468,7 +468,8 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
                 log.write({"step": step, "split": "val", "seconds": time.perf_counter() - t0, **scores.as_dict()})
             window_time += time.perf_counter() - t0
             if args.stop_after is not None and step >= args.stop_after and step < tcfg.num_steps:
-                print(f"pgocc train: stopped after step {step} (--stop-after)", file=sys.stderr)
+                if rank == 0:
+                    print(f"pgocc train: stopped after step {step} (--stop-after)", file=sys.stderr)
                 return 0
     except ModelCheckError as exc:  # an exception inside a forward after a check had failed
         raise TrainingStoppedError(f"step {step}: {exc}; the run stopped, the last good checkpoint is "

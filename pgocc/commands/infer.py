@@ -39,14 +39,21 @@ if TYPE_CHECKING:
 HELP = "run the model on a nuScenes-format dataset: Occ3D occupancy, text-query similarity, mIoU and pictures"
 
 
+DEFAULT_CONFIG = "configs.tiny:tiny"
+"""The experiment when neither --config nor an exported checkpoint (which embeds its own) says."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_experiment_arguments(parser)
+    add_experiment_arguments(parser, default=None)
     parser.add_argument("--dataroot", type=Path, default=None,
                         help="nuScenes-format dataset root, synthetic or real; None: the config's data.dataroot. "
                              "The split is data.val_split (--set data.val_split=all for every scene)")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="model state dict (.pt/.pth, e.g. from convert-checkpoint); without it the model is "
-                             "randomly initialised")
+                        help="an exported model (.safetensors from pgocc train, which embeds its config: the model "
+                             "is rebuilt from it unless --config is given, and a --config whose model differs is "
+                             "refused) or a state dict (.pt/.pth, e.g. from convert-checkpoint); without it the model "
+                             f"is randomly initialised. Without --config and without an exported checkpoint: "
+                             f"{DEFAULT_CONFIG}")
     parser.add_argument("--num-samples", type=int, default=None, metavar="N",
                         help="run on the first N samples of the split; None: all")
     parser.add_argument("--out", type=Path, default=None,
@@ -67,13 +74,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # Set-up
 
 
-def _load_checkpoint(model: PGOcc, path: Path, config: str) -> None:
-    """Load a state dict into ``model`` (strict), or raise CheckpointError listing every difference."""
+def _load_checkpoint(model: PGOcc, path: Path, config: str, state: dict | None = None) -> None:
+    """Load a state dict (``state``, already read from an export, or the .pt/.pth file ``path``) into ``model``
+    (strict), or raise CheckpointError listing every difference."""
     import torch
 
     from pgocc.errors import CheckpointError
     from pgocc.model.state_keys import key_mismatch
 
+    if state is not None:
+        problem = key_mismatch(model.state_dict(), state)
+        if problem:
+            raise CheckpointError(f"{path}: does not match the model of its embedded config\n{problem}")
+        model.load_state_dict(state)
+        return
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found (--checkpoint)")
     try:
@@ -88,19 +102,6 @@ def _load_checkpoint(model: PGOcc, path: Path, config: str) -> None:
     if problem:
         raise CheckpointError(f"{path}: does not match the model of --config {config}\n{problem}")
     model.load_state_dict(raw)
-
-
-def _prototypes(path: Path, ov_dims: int) -> PrototypeEncoder:
-    from pgocc.errors import DataError
-    from pgocc.text import PrototypeEncoder
-
-    if not path.is_file():
-        raise DataError(f"{path}: Occ3D prompt prototypes not found; pass --prototypes FILE (the embeddings of "
-                        "ALGORITHM.md §6.1's 21 prompts, e.g. the CLIP text_proto_embeds for nuScenes)")
-    table = PrototypeEncoder.from_file(path)
-    if table.dim != ov_dims:
-        raise DataError(f"{path}: prototypes are {table.dim}-d but the model's features are model.ov_dims={ov_dims}")
-    return table
 
 
 def _query_encoder(name: str | None, dataroot: Path, prototypes: PrototypeEncoder, ov_dims: int) -> TextEncoder:
@@ -169,9 +170,28 @@ def run(args: argparse.Namespace) -> int:
     if not cuda:
         # Triton kernels run interpreted on CPU; the flag must be set before any kernel module is imported.
         os.environ.setdefault("TRITON_INTERPRET", "1")
-    from pgocc.errors import ConfigError
+    from pgocc.config import INFERENCE_FREE_FIELDS, apply_overrides, config_diff, format_diff, load_experiment
+    from pgocc.errors import CheckpointError, ConfigError
 
-    cfg = experiment_from_args(args)
+    state = None
+    if args.checkpoint is not None and args.checkpoint.suffix == ".safetensors":
+        from pgocc.training.checkpoint import load_exported
+
+        embedded, state = load_exported(args.checkpoint)
+        if args.config is None:
+            args.config = f"the config embedded in {args.checkpoint}"
+            cfg = apply_overrides(embedded, args.overrides)
+        else:
+            cfg = experiment_from_args(args)
+        diff = config_diff(embedded, cfg, sections=("model",), ignore=INFERENCE_FREE_FIELDS)
+        if diff:
+            raise CheckpointError(f"{args.checkpoint}: its model differs from the one of --config/--set: "
+                                  f"{format_diff(diff, 'checkpoint', 'requested')}")
+    else:
+        if args.config is None:
+            args.config = DEFAULT_CONFIG
+        cfg = apply_overrides(load_experiment(args.config), args.overrides)
+    args.exported_state = state
     if args.dataroot is not None:
         cfg.data.dataroot = str(args.dataroot)
     if args.num_samples is not None and args.num_samples < 1:
@@ -191,9 +211,9 @@ def _infer(cfg: ExperimentConfig, args: argparse.Namespace, device: torch.device
     from pgocc.data.dataset import build_dataset, make_loader
     from pgocc.data.occ3d import FREE, GRID_SHAPE
     from pgocc.errors import ConfigError, DataError
+    from pgocc.eval.loop import load_prototypes, predict_labels
     from pgocc.eval.metrics import OccupancyMIoU
     from pgocc.model import FeatureCache, PGOcc, Readout
-    from pgocc.model.readout import occupancy_labels
     from pgocc.text import OCC3D_GROUP_LABELS, OCC3D_PROMPT_GROUP, OCC3D_PROMPTS
     from pgocc.vis import bev_picture, camera_picture, query_picture
 
@@ -208,7 +228,7 @@ def _infer(cfg: ExperimentConfig, args: argparse.Namespace, device: torch.device
     torch.manual_seed(cfg.train.seed)
     model = PGOcc(mcfg, cfg.kernels, deterministic=cfg.debug.deterministic)
     if args.checkpoint is not None:
-        _load_checkpoint(model, args.checkpoint, args.config)
+        _load_checkpoint(model, args.checkpoint, args.config, getattr(args, "exported_state", None))
         weights = str(args.checkpoint)
     else:
         weights = f"random initialisation (seed {cfg.train.seed})"
@@ -217,7 +237,7 @@ def _infer(cfg: ExperimentConfig, args: argparse.Namespace, device: torch.device
     model = model.to(device).eval()
     readout = Readout(mcfg, cfg.kernels, deterministic=cfg.debug.deterministic).to(device)
 
-    prototypes = _prototypes(args.prototypes or dataroot / "text_prototypes.npz", mcfg.ov_dims)
+    prototypes = load_prototypes(args.prototypes or dataroot / "text_prototypes.npz", mcfg.ov_dims)
     column_labels = [OCC3D_GROUP_LABELS[g] for g in OCC3D_PROMPT_GROUP]
     text = prototypes.encode(list(OCC3D_PROMPTS))
     queries: list[str] = args.queries
@@ -261,10 +281,9 @@ def _infer(cfg: ExperimentConfig, args: argparse.Namespace, device: torch.device
         for batch in loader:
             batch = batch.to(device)
             t0 = time.perf_counter()
+            out = predict_labels(model, readout, batch, text, column_labels, cache=cache)
+            prediction, labels, field = out.prediction, out.labels, out.field
             with torch.no_grad():
-                prediction = model(batch, cache=cache)
-                density, field = readout.similarity(prediction.final, text)
-                labels = occupancy_labels(density, field[..., :num_prompts], column_labels, mcfg.density_threshold)
                 # The final stage's depth in the current cameras, only for batches that get pictures.
                 depth = (model.renderer.depth(prediction.final, batch.cam2ego, batch.render_k,
                                               tuple(batch.depth.shape[-2:])) if done < args.pictures else None)
