@@ -368,7 +368,25 @@ class DebugConfig:
     """Reproducibility switches."""
 
     deterministic: bool = False
-    """Refuse non-deterministic kernel implementations (resolve raises) and set torch's deterministic flags."""
+    """Refuse non-deterministic kernel implementations (``validate`` and ``resolve`` raise), and have
+    :meth:`apply`, called where a program starts, set torch's deterministic flags."""
+
+    def apply(self) -> None:
+        """Set the process-wide torch flags this config asks for; call it once where the program starts, before any
+        CUDA work. With ``deterministic``: ``torch.use_deterministic_algorithms(True, warn_only=True)`` (an op
+        without a deterministic implementation warns instead of raising), cuDNN deterministic without benchmark
+        autotuning, and ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless already set (cuBLAS needs it for reproducible
+        GEMMs). Without: nothing is changed."""
+        if not self.deterministic:
+            return
+        import os
+
+        import torch
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
 
     def validate(self, path: str = "debug") -> None:
         del path
