@@ -245,7 +245,22 @@ def test_whole_model_matches_an_independent_float64_forward(fidelity: str, seed:
         for name in ("means", "quats", "scales", "opacities", "features"):
             torch.testing.assert_close(getattr(g, name)[0].detach().double(), want[s][name], rtol=1e-4, atol=1e-4,
                                        msg=lambda m, s=s, name=name: f"stage {s} {name}: {m}")
-    # positions carry their gradient from stage to stage (§1.6: not detached): stage 0's Δ moves the final means
+
+
+def test_positions_carry_their_gradient_through_the_stages(seed: int) -> None:
+    """§1.6: positions are not detached. With the later stages' Gaussian heads made query-independent (last layer's
+    weight 0, so their Δ is a constant), a coarse query's final mean is its initial point + Δ_0 + constants, and
+    ∂ Σ_q means[q, j] / ∂ bias_0[j] = Σ_q 2σ'(r_qj)·max_delta, from stage 0's raw output r."""
+    model, batch = _draw("paper", seed)
+    with torch.no_grad():
+        for s in (1, 2):
+            model.gaussian_heads[s][2].weight.zero_()
+    raw: list[torch.Tensor] = []
+    model.gaussian_heads[0].register_forward_hook(lambda m, a, out: raw.append(out.detach().double()))
+    pred = model(batch)
+    Q0 = model.cfg.num_queries[0]
     bias = model.gaussian_heads[0][2].bias
-    (grad,) = torch.autograd.grad(pred.final.means.sum(), bias)
-    assert float(grad[:3].abs().sum()) > 0
+    (grad,) = torch.autograd.grad(pred.final.means[:, :Q0].sum(), bias)
+    sig = torch.sigmoid(raw[0][0, :, :3])
+    want = (2 * sig * (1 - sig) * model.cfg.max_delta).sum(0)
+    torch.testing.assert_close(grad[:3].double(), want, rtol=1e-4, atol=1e-6)
