@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -185,10 +186,10 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     state = {"model": model_sd, "optim": optim_sd}
     try:
         dcp.load(state, checkpoint_id=str(path))
-    except Exception as exc:  # DCP wraps reader errors in CheckpointException with per-rank tracebacks
-        first = str(exc).strip().splitlines()
+    except (Exception, CheckpointException) as exc:  # CheckpointException (a BaseException) wraps reader errors
+        last = str(exc).strip().splitlines()
         raise CheckpointError(f"{path}: corrupt checkpoint: cannot load the model/optimiser state "
-                              f"({type(exc).__name__}: {first[-1] if first else ''})") from None
+                              f"({type(exc).__name__}: {last[-1].strip() if last else ''})") from None
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     rng = extra["rng"]
     rng["python"] = _py(rng["python"])
