@@ -345,10 +345,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
                               f"{GRID_SHAPE}; set train.val_samples=0 to train without validation")
     if args.resume == "auto" and args.out is None:
         raise ConfigError("--resume auto: needs --out RUN_DIR (the run whose newest checkpoint to continue)")
-    if cfg.debug.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    cfg.debug.apply()
 
     # ---- seed, model, loss -------------------------------------------------------------------------------------
     seed_everything(tcfg.seed)  # the same on every rank: identical initial weights

@@ -50,13 +50,14 @@ def _error_line(stderr: str) -> str:
 
 
 def test_training_drives_the_loss_down(tiny_world) -> None:  # noqa: F811
-    """Overfit one sample: the mean total of the last 5 of 25 steps must fall below 0.8 of the first 5 (measured:
-    about 0.6; an optimizer that does not step, or steps on the wrong sign, stays at or above 1)."""
+    """Overfit one sample (lr 5e-3, no dropout or distortion): the mean total of the last 3 of 10 steps must fall
+    below 0.9 of the first 3 (measured: 15.7 → 12.2, ratio 0.81; an optimizer that does not step gives exactly 1,
+    one that steps uphill more)."""
     from pgocc.data.dataset import collate
     from pgocc.train import forward_backward, optimizer_step
     from pgocc.training.optim import build_optimizer
 
-    cfg = _cfg("train.lr=2e-3", "train.warmup_steps=0", "train.num_steps=25")
+    cfg = _cfg("train.lr=5e-3", "train.warmup_steps=0", "train.num_steps=10", "data.render_size=15,27")
     batch = collate(_samples(tiny_world, 1, cfg))
     model, criterion = _model_and_loss(cfg)
     optimizer, scheduler = build_optimizer(model, cfg.train)
@@ -66,8 +67,8 @@ def test_training_drives_the_loss_down(tiny_world) -> None:  # noqa: F811
         out = forward_backward(model, criterion, [batch])
         optimizer_step(params, optimizer, scheduler, out, cfg.train.grad_clip_norm)
         losses.append(out.total.item())
-    ratio = sum(losses[-5:]) / sum(losses[:5])
-    assert ratio < 0.8, f"loss {losses[0]:.2f} → {losses[-1]:.2f}, ratio {ratio:.3f}"
+    ratio = sum(losses[-3:]) / sum(losses[:3])
+    assert ratio < 0.9, f"loss {losses[0]:.2f} → {losses[-1]:.2f}, ratio {ratio:.3f}"
 
 
 @pytest.fixture(scope="module")
