@@ -331,6 +331,9 @@ class DataConfig:
     """Scenes to train on: a key of <dataroot>/splits.json if present, else a nuscenes-devkit split name."""
     val_split: str = "val"
     """Scenes to evaluate on (same lookup as train_split)."""
+    val_dataroot: str = ""
+    """Dataset root of the evaluation scenes when they live in another dataset (e.g. a held-out synthetic world
+    written with another seed); empty: the dataroot."""
     depth_dir: str = "depth"
     """Folder of the foundation-depth maps <image stem>.npy|.npz (relative to the dataroot unless absolute)."""
     feature_dir: str = "features"

@@ -335,8 +335,11 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
     if not dataroot.is_dir():
         raise DataError(f"{dataroot}: dataset root not found (--dataroot / data.dataroot); write a synthetic one with "
                         f"`pgocc make-synthetic --out {dataroot}`")
+    val_root = Path(cfg.data.val_dataroot or cfg.data.dataroot)
     if tcfg.val_samples > 0:
-        labels_dir = dataroot / cfg.data.labels_dir
+        if not val_root.is_dir():
+            raise DataError(f"{val_root}: validation dataset root not found (data.val_dataroot)")
+        labels_dir = val_root / cfg.data.labels_dir
         if not cfg.data.with_labels or not labels_dir.is_dir():
             raise DataError(f"{labels_dir}: no Occ3D labels, but validation needs them (train.val_samples="
                             f"{tcfg.val_samples}); set train.val_samples=0 to train without validation")
@@ -368,11 +371,11 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
         raise DataError(f"{dataroot}: split {cfg.data.train_split!r} has no samples (data.train_split)")
     val_set = text = column_labels = None
     if tcfg.val_samples > 0:
-        val_set = build_dataset(cfg.data, cfg.data.val_split, num_frames=cfg.model.num_frames,
-                                feature_dim=cfg.model.ov_dims, mode="test")
+        val_set = build_dataset(dataclasses.replace(cfg.data, dataroot=str(val_root)), cfg.data.val_split,
+                                num_frames=cfg.model.num_frames, feature_dim=cfg.model.ov_dims, mode="test")
         if len(val_set) == 0:
-            raise DataError(f"{dataroot}: split {cfg.data.val_split!r} has no samples (data.val_split)")
-        text, column_labels = prompt_table(dataroot, cfg.model.ov_dims)
+            raise DataError(f"{val_root}: split {cfg.data.val_split!r} has no samples (data.val_split)")
+        text, column_labels = prompt_table(val_root, cfg.model.ov_dims)
         text = text.to(device)
     position = DataPosition()
 

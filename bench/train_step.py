@@ -1,0 +1,82 @@
+"""One training step of the default config on the GPU (issue-12 benchmark): forward, every loss term, backward,
+gradient clipping and the AdamW step, batch 1 (6 cameras × 8 frames at 256 × 704), with every hot path on its
+Triton kernel and on its PyTorch reference, in float32 and under bf16 autocast. Prints a Markdown table.
+
+    python bench/train_step.py [--steps 10] [--warmup 3]
+
+The batch is tests/test_model.py's synthetic ground-plane scene at the default size (every stage gets its full
+densification candidate set). Times are CUDA-event medians over the timed steps; peak memory is
+``torch.cuda.max_memory_allocated`` over them. A combination that fails (out of memory, an op without a bf16 path)
+is reported with its error instead of a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from contextlib import nullcontext
+
+import torch
+
+from configs.ablations import reference_kernels
+from configs.base import base
+from pgocc.config import ExperimentConfig
+from pgocc.model import PGOcc, PGOccLoss
+from pgocc.training.optim import build_optimizer
+from tests.test_model import default_size_batch
+
+
+def measure(cfg: ExperimentConfig, bf16: bool, steps: int, warmup: int) -> tuple[float, float]:
+    """(median ms per step, peak GiB) of ``steps`` timed training steps after ``warmup`` untimed ones."""
+    torch.manual_seed(0)
+    model = PGOcc(cfg.model, cfg.kernels).cuda().train()
+    criterion = PGOccLoss(cfg.model, cfg.loss, cfg.kernels).cuda()
+    optimizer, _ = build_optimizer(model, cfg.train)
+    params = [p for p in model.parameters() if p.requires_grad]
+    batch = default_size_batch("cuda")
+    times = []
+    for i in range(warmup + steps):
+        if i == warmup:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        with torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext():
+            loss = criterion(model(batch), batch)
+        loss.total.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        end.record()
+        if i >= warmup:
+            times.append((start, end))
+    torch.cuda.synchronize()
+    loss.checks.raise_if_failed()
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    del model, criterion, optimizer, batch, loss
+    torch.cuda.empty_cache()
+    return statistics.median(s.elapsed_time(e) for s, e in times), peak
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    print("| kernels | precision | ms / step | peak GiB |\n|---|---|---|---|")
+    for name, make in (("triton", base), ("reference", reference_kernels)):
+        for bf16 in (False, True):
+            try:
+                ms, peak = measure(make(), bf16, args.steps, args.warmup)
+                row = f"{ms:.1f} | {peak:.2f}"
+            except Exception as exc:  # report any failure of one combination and go on with the others
+                torch.cuda.empty_cache()
+                row = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | –"
+            print(f"| {name} | {'bf16 autocast' if bf16 else 'fp32'} | {row} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
