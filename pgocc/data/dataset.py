@@ -16,8 +16,8 @@ Per sample:
 - foundation depth and features of the N current cameras, ``<dir>/<image stem>.npy`` (or ``.npz``, float16 allowed);
   depth is resampled corner-aligned bilinear to the render size (``scipy.ndimage.zoom(order=1)`` semantics).
 - ``render_gt`` (LANCZOS to the render size) of the current images and of each camera's frame just before and just
-  after; ``t0_2_x_geo`` from the cameras' global poses; at a scene's ends the current image and the identity stand in, and
-  ``source_valid`` says so (the photometric loss leaves such a source out).
+  after; ``t0_2_x_geo`` from the cameras' global poses; at a scene's ends the current image and the identity stand
+  in, and ``source_valid`` says so (the photometric loss leaves such a source out).
 - Occ3D labels ``<labels_dir>/<scene>/<token>/labels.npz`` when ``with_labels``.
 """
 
