@@ -1,6 +1,7 @@
 """dist_attention on the GPU: the Triton flash-style kernel beside the materialising PyTorch reference, bf16,
 Q = 6000, 8 heads × 32. The issue's target: <= 1 ms forward with O(Q) peak memory (``peak_mem_mb`` is the memory
-allocated by the call beyond its inputs). The FlexAttention peer's figures are in ANCHORS.md (see the contract)."""
+allocated by the call beyond its inputs). The FlexAttention peer's figures are in docs/kernels.md §8 (see the
+contract)."""
 
 from __future__ import annotations
 

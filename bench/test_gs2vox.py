@@ -2,7 +2,7 @@
 
 The reference evaluates every Gaussian at every voxel (3.84e9 pairs at the default size), chunked; it is the
 "dense torch" baseline the issue asks the kernel to be compared with (the released per-Gaussian Python loop takes
-≈ 5.4 s for 6000 Gaussians on an H100, ANCHORS.md).
+≈ 5.4 s for 6000 Gaussians on an H100, docs/kernels.md §8).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ float32, one sample.
   new images only.
 - ``train/step``: forward + every loss term + backward (activation checkpointing as configured).
 
-The anchor is the original's 2.40 FPS end to end (paper, ANCHORS.md; its hardware is not ours, so the ratio is
+The anchor is the original's 2.40 FPS end to end (paper, docs/kernels.md §8; its hardware is not ours, so the ratio is
 indicative) and ≈ 1.15 GPU-seconds per training sample. The model is randomly initialised: speed does not depend on
 the weights except through the data-dependent counts of densification (the synthetic ground-plane batch of
 tests/test_model.py gives every stage its full candidate set).

@@ -1,5 +1,5 @@
 """st_fusion on the GPU: the op alone (Triton kernel beside the PyTorch reference) and AdaptiveMixing as a whole
-(parameter GEMM -> op -> output GEMM, ALGORITHM.md §2.4), the issue's target: <= 1.0 ms forward in bf16 at Q = 6000.
+(parameter GEMM -> op -> output GEMM, docs/model.md §2.4), the issue's target: <= 1.0 ms forward in bf16 at Q = 6000.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The paper's PG-Occ (ALGORITHM.md, DESIGN.md §4 'paper' fidelity) with the Triton kernels."""
+"""The paper's PG-Occ (docs/model.md §10, 'paper' fidelity) with the Triton kernels."""
 
 from pgocc.config import ExperimentConfig, KernelConfig
 

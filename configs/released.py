@@ -1,4 +1,4 @@
-"""The authors' released behaviour (ALGORITHM.md §10), for evaluating their converted checkpoint."""
+"""The authors' released behaviour (docs/model.md §10), for evaluating their converted checkpoint."""
 
 from configs.base import base
 from pgocc.config import ExperimentConfig

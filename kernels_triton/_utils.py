@@ -47,7 +47,7 @@ def unit_quat_rotation(qw, qx, qy, qz):
 def dot_acc(a, b, EMULATE_BF16: tl.constexpr):
     """a @ b accumulated in float32 (float64 for float64 tiles); float32 tiles use three TF32 products (tf32x3),
     which keeps float32 accuracy on the tensor cores. Under EMULATE_BF16 both operands go in as float32 (bf16 values
-    multiply exactly there): the interpreter multiplies the raw bits of bf16 operands (TOOLCHAIN.md §2)."""
+    multiply exactly there): the interpreter multiplies the raw bits of bf16 operands (docs/kernels.md §1)."""
     if EMULATE_BF16:
         a = a.to(tl.float32)
         b = b.to(tl.float32)

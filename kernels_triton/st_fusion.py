@@ -16,7 +16,7 @@ import triton.language as tl
 
 from kernels_triton._utils import cast_rne, dot_acc
 
-# Under the interpreter, tl.dot multiplies the raw bits of bf16 operands (TOOLCHAIN.md §2) and float32 -> bf16 casts
+# Under the interpreter, tl.dot multiplies the raw bits of bf16 operands (docs/kernels.md §1) and float32 -> bf16 casts
 # truncate (triton 3.6 _convert_float), so bf16 runs there keep float32 tiles and round by hand (EMULATE_BF16).
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 

@@ -71,10 +71,10 @@ FIDELITY_SWITCHES: dict[str, tuple[bool, bool]] = {
 
 @dataclass(kw_only=True, slots=True)
 class ModelConfig:
-    """The PG-Occ network (ALGORITHM.md §1-§6) and its readout."""
+    """The PG-Occ network (docs/model.md §1-§6) and its readout."""
 
     fidelity: Fidelity = "paper"
-    """'paper' implements the paper; 'released' reproduces the authors' released code (ALGORITHM.md §10). It sets
+    """'paper' implements the paper; 'released' reproduces the authors' released code (docs/model.md §10). It sets
     every fidelity switch below that is left at None."""
     num_queries: tuple[int, ...] = (4000, 1000, 1000)
     """Gaussians added by each progressive stage (coarse, medium, fine); the stage count is their number."""
@@ -211,7 +211,7 @@ class ModelConfig:
 
 @dataclass(kw_only=True, slots=True)
 class LossConfig:
-    """Training losses (ALGORITHM.md §5): per stage, weighted and summed over the stages."""
+    """Training losses (docs/model.md §5): per stage, weighted and summed over the stages."""
 
     warp_weight: float = 10.0
     """Temporal photometric depth-warping loss."""
@@ -238,7 +238,7 @@ class LossConfig:
 
 @dataclass(kw_only=True, slots=True)
 class TrainConfig:
-    """The run: optimiser, schedule, parallelism, checkpoints, logging and where results go (ALGORITHM.md §9)."""
+    """The run: optimiser, schedule, parallelism, checkpoints, logging and where results go (docs/model.md §9)."""
 
     num_steps: int = 24_000
     """Optimizer steps to run."""
@@ -271,7 +271,7 @@ class TrainConfig:
     it must be a multiple of processes × data.batch_size, and the quotient replaces grad_accum_steps (the original:
     8 = 8 GPUs × 1)."""
     photometric_distortion: bool = True
-    """Training-only photometric distortion of the network-input images on the device (ALGORITHM.md §7.4; not of
+    """Training-only photometric distortion of the network-input images on the device (docs/model.md §7.4; not of
     render_gt): per image, each with probability 0.5, brightness ±32, contrast ×[0.5, 1.5] before or after the HSV
     changes, saturation ×[0.5, 1.5], hue ±18°, and a random channel permutation."""
     autocast: Literal["none", "bf16"] = "none"
@@ -320,7 +320,7 @@ class TrainConfig:
 
 @dataclass(kw_only=True, slots=True)
 class DataConfig:
-    """The dataset and its loader (ALGORITHM.md §1.1, §7; DESIGN.md §5)."""
+    """The dataset and its loader (docs/model.md §1.1, §7; docs/data.md)."""
 
     dataroot: str = "data/synthetic"
     """nuScenes-format dataset root holding <version>/*.json (`pgocc make-synthetic --out data/synthetic` writes the

@@ -81,8 +81,8 @@ def assert_parity_scaled(name: str, out: torch.Tensor, ref: torch.Tensor, *, op:
 
 def assert_not_worse_than_torch(name: str, out: torch.Tensor, low: torch.Tensor, ref: torch.Tensor, *, op: str,
                                 quantity: str) -> None:
-    """Low-precision rule (STYLE.md §6.5 rule 4): the largest error of ``out`` relative to max|ref| is at most twice
-    that of ``low`` (torch's own path in the same dtype) plus the tolerance row's atol."""
+    """Low-precision rule (docs/architecture.md §5 rule 4): the largest error of ``out`` relative to max|ref| is at
+    most twice that of ``low`` (torch's own path in the same dtype) plus the tolerance row's atol."""
     scale = ref.detach().abs().max()
     err = float((out.detach().double() - ref).abs().max() / scale)
     low_err = float((low.detach().double() - ref).abs().max() / scale)

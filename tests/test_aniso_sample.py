@@ -20,7 +20,7 @@ KERNELS = [name for name in ops.available(OP) if name != "reference"]
 GRAD_ARGS = ("centers", "quats", "scales", "offsets", "level_weights")
 BASELINE_FACTOR = 3
 """Allowed multiple, per element, of the error of the reference run in the implementation's precision, on top of the
-tolerance row (STYLE.md §6.5 item 4 uses 2 for bf16; 3 here because the GPU kernel's float32 arithmetic (FMA
+tolerance row (docs/architecture.md §5 rule 4 uses 2 for bf16; 3 here because the GPU kernel's float32 arithmetic (FMA
 contraction, order) differs from torch's).
 
 The float32 conditioning of the projection limits any implementation: samples a few centimetres in front of a camera

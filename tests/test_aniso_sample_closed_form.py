@@ -73,7 +73,7 @@ def test_exact_case_lands_on_the_expected_texels(impl: str, device: torch.device
 @pytest.mark.parametrize("impl", ops.available(OP))
 @pytest.mark.parametrize("released", [False, True], ids=["paper_order", "released_order"])
 def test_level_weight_order(impl: str, released: bool, device: torch.device) -> None:
-    """G = 4, T = 8: released order gives frame t the weights of group t // 2 (ALGORITHM.md §2.3 item 5)."""
+    """G = 4, T = 8: released order gives frame t the weights of group t // 2 (docs/model.md §2.3 item 5)."""
     dtype = torch.float64 if impl == "reference" else torch.float32
     T, G, L, C = 8, 4, 4, 2
     levels = [(17, 33), (9, 17), (5, 9), (3, 5)]

@@ -1,4 +1,4 @@
-"""``pgocc convert-checkpoint``: the released names (ALGORITHM.md §9.1) onto ours, tested on synthetic state dicts.
+"""``pgocc convert-checkpoint``: the released names (docs/model.md §9.1) onto ours, tested on synthetic state dicts.
 
 The released file is not available here, so a state dict with its names is written by hand from §9.1 (independently
 of the converter's rules) with the shapes of the model being converted into.
@@ -106,7 +106,7 @@ def test_default_config_shapes_match_section_9_1() -> None:
     converted = convert_released({k: torch.empty(s, device="meta") for k, s in names.items()}, own)
     assert set(converted) == set(own)
     params = sum(p.numel() for p in model.parameters())
-    assert 86e6 < params < 88e6                      # ALGORITHM.md §9: ≈ 87 M
+    assert 86e6 < params < 88e6                      # docs/model.md §9: ≈ 87 M
 
 
 def test_convert_maps_every_tensor_and_loads_strictly() -> None:

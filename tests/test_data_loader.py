@@ -189,7 +189,7 @@ def test_depth_and_features_are_the_files_resampled(tiny_world: Path, index) -> 
     for n in range(N):
         stem = target_stem(batch.filenames[0][n])
         raw = np.load(tiny_world / "depth" / f"{stem}.npy").astype(np.float32)
-        # ALGORITHM.md §7.3: scipy.ndimage.zoom(order=1), corner-aligned.
+        # docs/model.md §7.3: scipy.ndimage.zoom(order=1), corner-aligned.
         zoom = scipy.ndimage.zoom(raw, (180 / raw.shape[0], 320 / raw.shape[1]), order=1)
         np.testing.assert_allclose(batch.depth[0, n, 0].numpy(), zoom, rtol=1e-4, atol=1e-3)
         feats = np.load(tiny_world / "features" / f"{stem}.npy").astype(np.float32)

@@ -81,7 +81,7 @@ def test_writes_occupancy_per_sample(run: tuple[Path, str, str]) -> None:
         with np.load(d / "occupancy.npz") as z:
             labels, similarity, queries = z["labels"], z["similarity"], z["queries"]
         assert labels.shape == (200, 200, 16) and labels.dtype == np.uint8
-        # The readout predicts 1..11 and 13..17 (never others/other_flat, ALGORITHM.md §6.1).
+        # The readout predicts 1..11 and 13..17 (never others/other_flat, docs/model.md §6.1).
         assert set(np.unique(labels)) <= set(range(1, 12)) | set(range(13, 18))
         assert (labels != 17).any(), "the opaque checkpoint should occupy some voxels"
         assert similarity.shape == (2, 200, 200, 16) and similarity.dtype == np.float16

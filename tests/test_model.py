@@ -21,7 +21,7 @@ from pgocc.model import FeatureCache, PGOcc, PGOccLoss
 from pgocc.model.checks import ModelCheckError
 from pgocc.model.criterion import TERMS
 
-# camera position (m) and yaw (deg) of the nuScenes rig (SYNTHETIC.md), focal length at 1600 × 900
+# camera position (m) and yaw (deg) of the nuScenes rig (docs/data.md §5), focal length at 1600 × 900
 RIG = (((1.70, 0.02, 1.51), 0, 1266), ((1.55, -0.49, 1.50), -55, 1260), ((1.52, 0.49, 1.51), 55, 1257),
        ((0.03, 0.01, 1.57), 180, 809), ((1.04, 0.48, 1.57), 110, 1256), ((1.04, -0.48, 1.56), -110, 1259))
 SPEED = 0.5

@@ -1,4 +1,4 @@
-"""Decoder components against their formulas (ALGORITHM.md §2, §3), each expectation derived here from the
+"""Decoder components against their formulas (docs/model.md §2, §3), each expectation derived here from the
 parameters and not by the code under test: the distance-biased attention on hand-placed queries (bias size and sign,
 the asymmetric stage mask) and against ``nn.MultiheadAttention`` with a float mask, AdaptiveMixing with non-square
 mixing matrices, the Gaussian head's decoding, the position encoder, and the sampling pyramid + projection reading

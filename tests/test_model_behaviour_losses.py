@@ -1,4 +1,4 @@
-"""The training objective's wiring and the photometric warp (ALGORITHM.md §5), against values derived here: every
+"""The training objective's wiring and the photometric warp (docs/model.md §5), against values derived here: every
 term of :class:`PGOccLoss` on a tiny scene whose render is fixed by hand, the total as the configured weighted sum
 (one weight changed changes the total by exactly that term), and the warp of a general rigid motion (rotation,
 translation, fx ≠ fy, off-centre principal point) onto a tilted plane reproducing the second view exactly.

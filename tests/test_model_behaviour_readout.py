@@ -1,4 +1,4 @@
-"""Readout label rules on hand-placed Gaussians (ALGORITHM.md §6.3), with densities computed here in closed form:
+"""Readout label rules on hand-placed Gaussians (docs/model.md §6.3), with densities computed here in closed form:
 the group max (not the sum) decides the label, the free threshold falls where o·exp(−r²/2σ²) crosses it, and the
 opacity and variance filters remove Gaussians that would otherwise change a label."""
 

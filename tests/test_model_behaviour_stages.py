@@ -1,4 +1,4 @@
-"""The progressive stages' glue (ALGORITHM.md §1.5, §1.6, §2): densification on a scene whose rendered depth is set by
+"""The progressive stages' glue (docs/model.md §1.5, §1.6, §2): densification on a scene whose rendered depth is set by
 hand, and what one forward hands to each decoder layer (normalised centres to the position encoder, BEV metres and
 the old-query count to the attention) and how it moves the Gaussians (Δ scaled by the stage that added the query).
 """

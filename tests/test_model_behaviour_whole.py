@@ -1,5 +1,5 @@
 """The whole network against an independent path (issue 13 item 2): a very small PG-Occ whose forward is recomputed
-here, step by step and in float64, from its parameters with plain tensor code written from ALGORITHM.md §1-§3:
+here, step by step and in float64, from its parameters with plain tensor code written from docs/model.md §1-§3:
 image normalisation, back-projection, farthest point sampling, the position encoding, the attention with its bias and
 mask, the sampling (``grid_sample`` on a 5-D volume, the spec's equivalent of the MSMV kernel, instead of the
 reference op's gathers), AdaptiveMixing, the FFN, the heads and the densification. Only the backbone + FPN (tested by

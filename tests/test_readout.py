@@ -1,4 +1,5 @@
-"""Readout (ALGORITHM.md §6): filters, class similarity, group-max merge, label remap, density threshold, grid shift."""
+"""Readout (docs/model.md §6): filters, class similarity, group-max merge, label remap, density threshold, grid
+shift."""
 
 from __future__ import annotations
 

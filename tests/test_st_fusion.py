@@ -80,7 +80,7 @@ def test_matches_reference(impl: str, case: Case, dtype: torch.dtype, device: to
         assert ins[name].grad is not None, f"no gradient reached {name}"
         check(f"d {name}", ins[name].grad[keep], ref_in[name].grad[keep], dtype, "grad")
     if dtype == BF16:
-        # The forward must not be worse than twice torch's own bf16 path (STYLE.md §6.5 rule 4).
+        # The forward must not be worse than twice torch's own bf16 path (docs/architecture.md §5 rule 4).
         low = ops.resolve(OP, "reference")(**leaves(inputs, dtype))
         assert_not_worse_than_torch("out", out, low, ref, op=OP, quantity="out")
 

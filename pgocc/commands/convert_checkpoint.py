@@ -1,4 +1,4 @@
-"""``pgocc convert-checkpoint``: map the authors' released state dict (ALGORITHM.md §9.1) onto this model's names.
+"""``pgocc convert-checkpoint``: map the authors' released state dict (docs/model.md §9.1) onto this model's names.
 
 Reads the released ``.pth`` (a state dict, or one under ``state_dict``), renames every learned tensor, drops the
 stored pixel/voxel grids, checks the result against the model built from ``--config`` (default

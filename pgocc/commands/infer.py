@@ -10,7 +10,7 @@ Run directory (``--out``, default a new ``<train.run_root>/infer-<time>``): ``co
 (``labels`` uint8 [X, Y, Z]; ``similarity`` float16 [K, X, Y, Z], one volume per ``--query``; ``queries`` [K]) and,
 for the first ``--pictures`` samples, ``bev.png``, ``cameras.png`` and ``query_<k>_<text>.png``.
 
-The Occ3D labels need the prompt prototypes of ALGORITHM.md §6.1 (``--prototypes``; a synthetic world ships its
+The Occ3D labels need the prompt prototypes of docs/model.md §6.1 (``--prototypes``; a synthetic world ships its
 own). Queries are embedded by ``--text-encoder`` (default: a synthetic world's own encoder, else the prototype table,
 which only knows its own prompts); the embeddings must have the model's ``ov_dims``.
 """
@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--query", dest="queries", action="append", default=[], metavar="TEXT",
                         help="text query answered per voxel (repeatable)")
     parser.add_argument("--prototypes", type=Path, default=None,
-                        help="embeddings of the 21 Occ3D prompts (ALGORITHM.md §6.1): .npz with embeds/prompts, or "
+                        help="embeddings of the 21 Occ3D prompts (docs/model.md §6.1): .npz with embeds/prompts, or "
                              "a CLIP [D, 21] .pt/.pth; None: DATAROOT/text_prototypes.npz")
     parser.add_argument("--text-encoder", default=None,
                         help="encoder of the --query texts: minilm, hash or a prototype file; None: the synthetic "

@@ -1,6 +1,6 @@
-"""What the data loader yields per batch: one typed :class:`Batch` (ALGORITHM.md §1.1, §1.4, §5.1, §7).
+"""What the data loader yields per batch: one typed :class:`Batch` (docs/model.md §1.1, §1.4, §5.1, §7).
 
-Glossary of dims (ALGORITHM.md §0):
+Glossary of dims (docs/model.md §0):
     B        samples in the batch (B >= 1)
     T        frames: t = 0 the current keyframe, t = 1..T-1 past frames of increasing age (default 8)
     N        cameras, fixed order FRONT, FRONT_RIGHT, FRONT_LEFT, BACK, BACK_LEFT, BACK_RIGHT (6)

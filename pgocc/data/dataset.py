@@ -1,4 +1,4 @@
-"""The sample loader: one :class:`~pgocc.data.batch.Batch` (B = 1) per keyframe, assembled as ALGORITHM.md §1.1,
+"""The sample loader: one :class:`~pgocc.data.batch.Batch` (B = 1) per keyframe, assembled as docs/model.md §1.1,
 §1.4, §5.1 and §7 describe, from any nuScenes-format dataset (real nuScenes + Occ3D, or the synthetic world).
 
 Per sample:

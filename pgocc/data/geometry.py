@@ -77,7 +77,7 @@ def pad_intrinsic(k: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class ImageTransform:
-    """Resize by ``scale`` then crop ``out_size`` rows/cols from (``crop_top``, 0): ALGORITHM.md §7.4 generalised.
+    """Resize by ``scale`` then crop ``out_size`` rows/cols from (``crop_top``, 0): docs/model.md §7.4 generalised.
 
     For a source W × H the scale is ``out_w / W`` (0.44 for 1600 → 704), the resized height ``round(H · scale)``
     and the crop bottom-aligned (``crop_top = resized_h − out_h``; 396 − 256 = 140 for nuScenes). The same code path
@@ -120,7 +120,7 @@ class ImageTransform:
 
 def render_intrinsics(k: np.ndarray, src_size: tuple[int, int], render_size: tuple[int, int]) -> np.ndarray:
     """[3, 3] intrinsics of a render of ``render_size`` (H_r, W_r) covering the full source field of view
-    (row 0 scaled by W_r / W, row 1 by H_r / H; ALGORITHM.md §1.4)."""
+    (row 0 scaled by W_r / W, row 1 by H_r / H; docs/model.md §1.4)."""
     out = np.array(k, dtype=np.float64)
     out[0] *= render_size[1] / src_size[1]
     out[1] *= render_size[0] / src_size[0]

@@ -9,7 +9,7 @@ Per sample (keyframe) s, in scene order then time:
 - ``sweeps[sweep_start[s]:sweep_start[s + 1], n]``: the camera sweeps since the previous keyframe, nearest first,
   one row per sweep position (−1 where a camera has fewer sweeps than the others);
 - ``prev_sample[s]``: the previous keyframe of the same scene (−1 for a scene's first);
-- ``history[s]``: length of the sample's "prev list" (ALGORITHM.md §7.1): its sweeps, then the previous keyframe,
+- ``history[s]``: length of the sample's "prev list" (docs/model.md §7.1): its sweeps, then the previous keyframe,
   its sweeps, … back to the scene start.
 Per frame f: image path (relative to the dataroot), timestamp, (H, W), calibration and ego-pose rows.
 """

@@ -18,7 +18,7 @@ CAMERAS: tuple[str, ...] = (
     "CAM_BACK_LEFT",
     "CAM_BACK_RIGHT",
 )
-"""The N = 6 cameras in the model's fixed order (ALGORITHM.md §0)."""
+"""The N = 6 cameras in the model's fixed order (docs/model.md §0)."""
 
 LIDAR = "LIDAR_TOP"
 """The channel whose keyframe defines the sample's ego frame and timestamp."""
@@ -38,12 +38,12 @@ TABLES: tuple[str, ...] = (
     "sensor",
     "visibility",
 )
-"""The 13 JSON tables nuscenes-devkit requires (TOOLCHAIN.md §5)."""
+"""The 13 JSON tables nuscenes-devkit requires (docs/data.md §1)."""
 
 SPLITS_FILE = "splits.json"
 """Optional ``{split name: [scene names]}`` at the dataroot; without it the devkit's official splits apply."""
 
 
 def target_stem(image_path: str) -> str:
-    """Basename of an image without its extension: the name of its depth and feature files (ALGORITHM.md §7.3)."""
+    """Basename of an image without its extension: the name of its depth and feature files (docs/model.md §7.3)."""
     return PurePath(image_path).name.rsplit(".", 1)[0]

@@ -1,4 +1,4 @@
-"""Occ3D-nuScenes labels: class names, the voxel grid, and reading/validating ``labels.npz`` (ALGORITHM.md §7.2)."""
+"""Occ3D-nuScenes labels: class names, the voxel grid, and reading/validating ``labels.npz`` (docs/model.md §7.2)."""
 
 from __future__ import annotations
 

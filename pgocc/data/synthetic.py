@@ -11,7 +11,7 @@ Output (``DIR``):
 - ``features/<image stem>.npy``: float16 [D, H/16, W/16] vision-language features per keyframe image: the
   area-weighted text embedding of the kinds in each 16×16 cell plus Gaussian noise;
 - ``gts/<scene>/<sample token>/labels.npz``: Occ3D ``semantics``, ``mask_lidar``, ``mask_camera`` (uint8);
-- ``text_prototypes.npz``: the Occ3D prompts (ALGORITHM.md §6.1) embedded by the same text encoder;
+- ``text_prototypes.npz``: the Occ3D prompts (docs/model.md §6.1) embedded by the same text encoder;
 - ``splits.json`` (``train``/``val`` scene names) and ``world.json`` (the :class:`WorldSpec`).
 
 Depth and features exist for keyframe images only: the loader reads them for the current frame's cameras, never for

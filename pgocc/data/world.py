@@ -11,7 +11,7 @@ Everything is analytic, so the truth can be recomputed anywhere: a camera pixel 
 coordinates, OpenCV convention) casts the ray ``o + t·R·K⁻¹[u, v, 1]``, whose parameter t *is* the camera-frame
 depth z. Rays that hit nothing within ``MAX_DEPTH`` see the sky, whose depth is reported as ``MAX_DEPTH``.
 
-Occ3D labels (ALGORITHM.md §7.2) are computed in the keyframe's ego frame: a voxel is occupied by a box when its
+Occ3D labels (docs/model.md §7.2) are computed in the keyframe's ego frame: a voxel is occupied by a box when its
 centre lies in the box with every half-extent raised to at least half a voxel (thin poles and plates still occupy
 the voxels they pass through), and by the ground in the layer that contains z = 0. ``mask_camera`` marks voxels that
 some camera observes: inside its image, on a pixel whose ray reaches a surface, and not behind that surface (depth
@@ -44,7 +44,7 @@ KEYFRAME_PERIOD_US = 500_000
 MASK_MARGIN = 0.5 * VOXEL_SIZE * math.sqrt(3.0)
 """Metres a voxel centre may lie behind the first surface and still count as seen (half the voxel diagonal)."""
 
-# (position in ego frame, yaw in degrees, focal length in pixels at 1600×900), in CAMERAS order (SYNTHETIC.md).
+# (position in ego frame, yaw in degrees, focal length in pixels at 1600×900), in CAMERAS order (docs/data.md §5).
 RIG: tuple[tuple[tuple[float, float, float], float, float], ...] = (
     ((1.70, 0.02, 1.51), 0.0, 1266.0),
     ((1.55, -0.49, 1.50), -55.0, 1260.0),
@@ -77,7 +77,7 @@ class Kind:
     label: int
     """Occ3D label."""
     prompt: str
-    """Text prompt whose embedding is this kind's vision-language feature (one of ALGORITHM.md §6.1's prompts)."""
+    """Text prompt whose embedding is this kind's vision-language feature (one of docs/model.md §6.1's prompts)."""
     category: str | None
     """nuScenes category of annotated objects; None for stuff that nuScenes does not annotate."""
     color: tuple[float, float, float]
@@ -122,7 +122,7 @@ _SKY_ZENITH = np.array([0.35, 0.55, 0.86], np.float32)
 _WINDOW_COLOR = np.array([0.22, 0.28, 0.36], np.float32)
 _BARRIER_STRIPE = np.array([0.85, 0.12, 0.10], np.float32)
 
-# Typical sizes (w, l, h) in metres (SYNTHETIC.md), jittered ±10 % per instance.
+# Typical sizes (w, l, h) in metres (docs/data.md §5), jittered ±10 % per instance.
 _VEHICLE_SIZES = {
     "car": (1.9, 4.6, 1.7), "bus": (2.9, 11.0, 3.5), "truck": (2.5, 7.0, 3.0), "trailer": (2.5, 8.0, 3.2),
     "construction_vehicle": (2.8, 6.5, 3.2), "motorcycle": (0.8, 2.1, 1.4), "bicycle": (0.6, 1.7, 1.3),

@@ -1,4 +1,4 @@
-"""Evaluation: occupancy metrics (ALGORITHM.md §8)."""
+"""Evaluation: occupancy metrics (docs/model.md §8)."""
 
 from pgocc.eval.metrics import EVAL_CLASSES, OccupancyMIoU, OccupancyScores, confusion_matrix
 

@@ -105,13 +105,13 @@ def evaluate(model: nn.Module, readout: Readout, batches: Iterable[tuple[Batch, 
 
 
 def load_prototypes(path: Path, ov_dims: int) -> PrototypeEncoder:
-    """The Occ3D prompt prototypes (ALGORITHM.md §6.1) of ``path``; DataError if missing or of the wrong width."""
+    """The Occ3D prompt prototypes (docs/model.md §6.1) of ``path``; DataError if missing or of the wrong width."""
     from pgocc.errors import DataError
     from pgocc.text import PrototypeEncoder
 
     if not path.is_file():
         raise DataError(f"{path}: Occ3D prompt prototypes not found; pass --prototypes FILE (the embeddings of "
-                        "ALGORITHM.md §6.1's 21 prompts, e.g. the CLIP text_proto_embeds for nuScenes)")
+                        "docs/model.md §6.1's 21 prompts, e.g. the CLIP text_proto_embeds for nuScenes)")
     table = PrototypeEncoder.from_file(path)
     if table.dim != ov_dims:
         raise DataError(f"{path}: prototypes are {table.dim}-d but the model's features are model.ov_dims={ov_dims}")

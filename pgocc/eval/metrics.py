@@ -1,4 +1,4 @@
-"""Occ3D occupancy metrics (ALGORITHM.md §8.1): a confusion matrix over the 18 labels, accumulated over a split and
+"""Occ3D occupancy metrics (docs/model.md §8.1): a confusion matrix over the 18 labels, accumulated over a split and
 restricted to camera-visible voxels, read out as per-class IoU, the 15-class mIoU and the geometric IoU.
 
     confusion[g, p] = voxels with ground truth g and prediction p (rows: ground truth), inside mask_camera
@@ -101,7 +101,7 @@ def _geometric_iou(c: np.ndarray) -> float:
 
 
 class OccupancyMIoU:
-    """Accumulates the confusion matrix over samples (ALGORITHM.md §8.1), and a second one over the layers above
+    """Accumulates the confusion matrix over samples (docs/model.md §8.1), and a second one over the layers above
     the ground."""
 
     def __init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Scale-adaptive self-attention with the asymmetric stage mask (ALGORITHM.md §2.2).
+"""Scale-adaptive self-attention with the asymmetric stage mask (docs/model.md §2.2).
 
     x ─ in_proj ─ q, k, v ─┐
     x ─ gen_tau ─ τ ────────┼─ dist_attention (op): softmax(q·k/√D − τ_i‖c_i − c_j‖, old ↛ new) · v ─ out_proj

@@ -1,6 +1,6 @@
 """Image backbone (ResNet, mmdet "pytorch" style) + FPN, weight loading and the per-frame feature cache.
 
-ALGORITHM.md §1.2. Parameter names follow mmdet/torchvision (``conv1``, ``bn1``, ``layer{1-4}.{k}.conv{1,2,3}``,
+docs/model.md §1.2. Parameter names follow mmdet/torchvision (``conv1``, ``bn1``, ``layer{1-4}.{k}.conv{1,2,3}``,
 ``bn{1,2,3}``, ``downsample.{0,1}``) so that both checkpoint layouts load by prefix stripping alone.
 """
 

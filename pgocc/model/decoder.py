@@ -1,4 +1,4 @@
-"""One decoder layer (one per progressive stage; ALGORITHM.md §2).
+"""One decoder layer (one per progressive stage; docs/model.md §2).
 
     q ─ + PE(centre) ─ LN1(q + MHA_biased(q)) ─ Sampling ─ LN2(q + AdaptiveMixing(S, q)) ─ LN3(FFN(q))
                         dist_attention (op)      aniso_sample (op)       st_fusion (op)

@@ -1,4 +1,4 @@
-"""Small geometric helpers shared by the decoder, the losses and the readout (ALGORITHM.md §0, §1.5, §5.1)."""
+"""Small geometric helpers shared by the decoder, the losses and the readout (docs/model.md §0, §1.5, §5.1)."""
 
 from __future__ import annotations
 

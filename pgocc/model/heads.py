@@ -1,4 +1,4 @@
-"""Per-stage output heads (ALGORITHM.md §3) and the decoder's small MLPs (§2.1, §2.5)."""
+"""Per-stage output heads (docs/model.md §3) and the decoder's small MLPs (§2.1, §2.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training losses (ALGORITHM.md §5): photometric depth warping, PCA-projected feature MSE + cosine, depth SILog + L1.
+"""Training losses (docs/model.md §5): photometric depth warping, PCA-projected feature MSE + cosine, depth SILog + L1.
 
 The functions here are pure (rendered maps in, scalar out) so each term can be checked by hand;
 :class:`~pgocc.model.pgocc.PGOccLoss` renders every stage's Gaussians and sums the weighted terms.

@@ -1,4 +1,4 @@
-"""AdaptiveMixing (AdaMixer): query-generated channel and point mixing of the sampled features (ALGORITHM.md §2.4).
+"""AdaptiveMixing (AdaMixer): query-generated channel and point mixing of the sampled features (docs/model.md §2.4).
 
     q ─ parameter_generator (GEMM) ─ M [C_g, C_g], S [P_out, TP] per group ─┐
     sampled x [B, Q, G, TP, C_g] ──────────────── st_fusion (op) ─────────────┴─ [B, Q, G, P_out, C_g] ─ out_proj ─

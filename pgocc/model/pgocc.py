@@ -1,5 +1,5 @@
 """The PG-Occ network: backbone + FPN, query initialisation, three progressive stages with online densification,
-Gaussian and open-vocabulary heads (ALGORITHM.md §1-§3).
+Gaussian and open-vocabulary heads (docs/model.md §1-§3).
 
     Batch.images ─ ResNet + FPN ─ pyramid L × [B·T·G, N, H_l, W_l, C_g]
     Batch.depth ─ back-project ─ ego points ─ fps (op) ─ coarse centres (+ fallbacks)

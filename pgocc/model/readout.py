@@ -1,4 +1,4 @@
-"""Readout: Gaussians → Occ3D labels and per-voxel text similarity (ALGORITHM.md §6).
+"""Readout: Gaussians → Occ3D labels and per-voxel text similarity (docs/model.md §6).
 
     Gaussians ─ filters (opacity, range, min variance) ─ sim = features · prototypes ─ gs2vox ─ density, field
     field ─ group max per label ─ argmax ─ label; density ≤ threshold ─ free

@@ -1,4 +1,4 @@
-"""Rendering of a stage's Gaussians into the current cameras through the ``gs_raster`` op (ALGORITHM.md §4).
+"""Rendering of a stage's Gaussians into the current cameras through the ``gs_raster`` op (docs/model.md §4).
 
     Gaussians (per sample) + W2C = inverse(cam2ego) + render K ─ gs_raster (op) ─ features, expected depth
 

@@ -1,6 +1,6 @@
 """State-dict key bookkeeping: comparing a file's keys with a model's, and the released checkpoint's names.
 
-The authors' release (ALGORITHM.md §9.1) names modules after mmdet3d's detector structure; :func:`released_to_ours`
+The authors' release (docs/model.md §9.1) names modules after mmdet3d's detector structure; :func:`released_to_ours`
 maps each of its learned tensors onto this project's :class:`~pgocc.model.pgocc.PGOcc` names and lists the
 non-learned tensors it stores that have no counterpart here.
 """

@@ -10,7 +10,7 @@ Args:
     centers: [B, Q, 3] Gaussian centres in the current ego frame (metres).
     quats: [B, Q, 4] rotations (w, x, y, z); need not be unit, R is built from q / |q|.
     scales: [B, Q, 3] extents along the local axes (metres). With quats = identity and scales = the box edge this is
-        the released code's isotropic box mode (ALGORITHM.md §2.3 item 2).
+        the released code's isotropic box mode (docs/model.md §2.3 item 2).
     offsets: [B, Q, G, P, 3] learned offsets in the Gaussian's local frame.
     ego2img: [B, T, N, 4, 4] current ego frame -> pixel coordinates (x depth) of camera n at frame t in the
         H_in x W_in input image (ego-motion compensated; only rows 0..2 are used). No gradient flows to it.
@@ -18,13 +18,13 @@ Args:
     level_weights: [B, Q, G, P, L] per-point level weights (already softmaxed), shared over frames.
     image_size: (H_in, W_in).
     released_weight_order: False: frame t, group g uses level_weights[:, :, g]. True: it uses the weights of group
-        (t*G + g) // T, the released code's (g, t) / (t, g) flattening mismatch (ALGORITHM.md §2.3 item 5; with G = 4,
+        (t*G + g) // T, the released code's (g, t) / (t, g) flattening mismatch (docs/model.md §2.3 item 5; with G = 4,
         T = 8 that is group t // 2).
 
 Returns:
     [B, Q, G, T*P, C] in the features' dtype; point index t*P + p (frame-major).
 
-Semantics (the released MSMV kernel's conventions, ALGORITHM.md §2.3 items 2-8):
+Semantics (the released MSMV kernel's conventions, docs/model.md §2.3 items 2-8):
     point      x = c + R(q / |q|) (s * o)
     project    [x', y', z'] = ego2img[b, t, n, :3] [x; 1];  z~ = max(z', 1e-5);  u = x'/z~/W_in;  v = y'/z~/H_in
     valid      z' > 1e-5 and 0 < u < 1 and 0 < v < 1 (strict)
@@ -74,7 +74,7 @@ CASES: dict[str, list[Case]] = {
              extra={"exact": True}),
     ],
     "gpu": [
-        Case("default_q6000", dict(_DEFAULT), note="the model's stage-2 size (ALGORITHM.md §1.7)"),
+        Case("default_q6000", dict(_DEFAULT), note="the model's stage-2 size (docs/model.md §1.7)"),
         Case("b2_q300_t8_n6_g4_p4_l4_c32_released", {**_DEFAULT, "B": 2, "Q": 300, "C": 32, "H_in": 128,
                                                      "W_in": 352}, extra={"released": True}),
         Case("exact_corners", {"B": 1, "Q": 2, "T": 2, "N": 3, "G": 2, "P": 4, "L": 4, "C": 8, "H_in": 16, "W_in": 32},

@@ -15,7 +15,7 @@ Args:
 Returns:
     [B, H, Q, D] in the dtype of ``q``.
 
-Semantics (ALGORITHM.md §2.2):
+Semantics (docs/model.md §2.2):
     logit[b,h,i,j] = (q_i · k_j) / sqrt(D) - τ[b,h,i] · ‖c_i - c_j‖₂          (-inf where i < K_old <= j)
     out[b,h,i]     = Σ_j dropout(softmax_j(logit[b,h,i,:]))_j · v_j
 The distance is sqrt(dx² + dy²) of the centres, computed in their dtype. Dropout zeroes each probability with
@@ -26,7 +26,7 @@ Implementations: ``reference`` materialises the [B, H, Q, Q] logits (torch's dro
 kernel (logits generated per tile, O(Q) memory, Philox dropout keyed by a seed drawn from torch's generator on the
 inputs' device, so ``torch.manual_seed`` reproduces the mask and the backward regenerates it exactly). A torch
 FlexAttention version (``score_mod`` + block mask) was written and dropped: it has no dropout on the probabilities,
-its compile took over 50 s per shape on the H100 and its published figures (ANCHORS.md: 0.77 ms forward, 2.31 ms
+its compile took over 50 s per shape on the H100 and its published figures (docs/kernels.md §8: 0.77 ms forward, 2.31 ms
 forward + backward) are slower than the Triton kernel's (bench/RESULTS.md).
 
 Precision: q, k, v share one dtype (bfloat16, float32 or float64); tau any floating dtype. The Triton kernel
@@ -65,7 +65,7 @@ CASES: dict[str, list[Case]] = {
     ],
     "bench": [
         Case("q6000_old5000", {"B": 1, "H": 8, "Q": 6000, "D": 32, "num_old": 5000},
-             note="stage 2 at default sizes (ALGORITHM.md §11 f)"),
+             note="stage 2 at default sizes (docs/model.md §11 f)"),
     ],
 }
 

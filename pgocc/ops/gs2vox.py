@@ -1,4 +1,5 @@
-"""Contract of ``gs2vox``: Gaussian-to-voxel aggregation of density and density-normalised features (ALGORITHM.md §6.3).
+"""Contract of ``gs2vox``: Gaussian-to-voxel aggregation of density and density-normalised features
+(docs/model.md §6.3).
 
 Glossary: B batch, N Gaussians, K feature channels, X × Y × Z voxel grid (V = X·Y·Z), M query points.
 
@@ -56,7 +57,7 @@ from pgocc.ops._contract import Case, Impl, check_tensor, same_device
 OCC3D_ORIGIN: tuple[float, float, float] = (-40.0, -40.0, -1.0)
 """Minimum corner of the Occ3D-nuScenes grid (m): voxel centres −39.8 + 0.4·i, z −0.8 + 0.4·k."""
 RELEASED_ORIGIN: tuple[float, float, float] = (-40.4, -40.4, -1.4)
-"""The released voxelizer's corner: every axis shifted by −0.4 m against Occ3D (ALGORITHM.md §6.3, §10.7)."""
+"""The released voxelizer's corner: every axis shifted by −0.4 m against Occ3D (docs/model.md §6.3, §10.7)."""
 OCC3D_VOXEL_SIZE = 0.4
 OCC3D_DIMS: tuple[int, int, int] = (200, 200, 16)
 DEFAULT_CUTOFF = 5.0

@@ -1,4 +1,4 @@
-"""Contract of ``gs_raster``: 3D Gaussian splatting of features, expected depth and alpha (ALGORITHM.md §4).
+"""Contract of ``gs_raster``: 3D Gaussian splatting of features, expected depth and alpha (docs/model.md §4).
 
 Glossary: N Gaussians, C feature channels, V cameras, H x W image rows x columns.
 
@@ -75,7 +75,7 @@ FRUSTUM_MARGIN = 0.3
 # Scenes of make_inputs. "frustum": Gaussians sampled inside (and around, and behind) the cameras' view, footprints
 # of a few pixels whatever the image size, with very thin and very large ones; "opaque": the same with opacities
 # near 1 so that the transmittance stop and the alpha clamp fire; "volume": the model's setting, Gaussians uniform in
-# the 80 m x 80 m x 6.4 m range around the ego (ALGORITHM.md §0) seen by the 6-camera rig.
+# the 80 m x 80 m x 6.4 m range around the ego (docs/model.md §0) seen by the 6-camera rig.
 CASES: dict[str, list[Case]] = {
     "cpu": [
         Case("v2_24x40_n40_c3", {"V": 2, "H": 24, "W": 40, "N": 40, "C": 3},

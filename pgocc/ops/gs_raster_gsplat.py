@@ -1,6 +1,6 @@
 """``gs_raster`` through gsplat (the peer backend, CUDA only): a thin adapter over ``gsplat.rasterization``.
 
-The call is the one ALGORITHM.md §4 describes (``packed=False``, classic mode, near 0.01, eps2d 0.3, tile 16, no
+The call is the one docs/model.md §4 describes (``packed=False``, classic mode, near 0.01, eps2d 0.3, tile 16, no
 background, ``channel_chunk`` 32), with ``render_mode="RGB+ED"`` (or ``"ED"`` when ``depth_only``). gsplat is
 imported on first call, so the registry can list this implementation where gsplat is absent; on its first CUDA
 call gsplat JIT-compiles its extension (about a minute). Its backward pass uses atomics: not deterministic.

