@@ -1,4 +1,4 @@
-"""Benchmark harness (pytest-benchmark) for the lent GPU.
+"""Benchmark harness (pytest-benchmark) for a CUDA GPU.
 
 ``gpu_bench(fn, inputs, mode=..., group=..., bytes_moved=...)`` warms up (Triton autotune/JIT and Inductor compile
 are never timed), times ``fn`` with CUDA events over K back-to-back calls per round (K chosen so a round lasts

@@ -1,10 +1,11 @@
-# Sourced by the GPU scripts: install the carried wheels (.whl/) and libturbojpeg (.deb/) on the lent GPU machine,
-# which has torch, triton and pytest-benchmark but not nuscenes-devkit, gsplat and the loader's packages (README,
-# "GPU runs"), and record the device in $OUT/device.txt. PGOCC_GIT_SHA names the commit when the copy has no .git.
+# Sourced by the GPU scripts: install the offline wheels in .whl/ and libturbojpeg from .deb/ on a GPU machine without
+# internet access that has torch, triton and pytest-benchmark but not nuscenes-devkit, gsplat and the loader's
+# packages (README, "GPU runs"), and record the device in $OUT/device.txt. PGOCC_GIT_SHA names the commit when the
+# copy has no .git.
 export PYTHONUNBUFFERED=1
 if compgen -G ".whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || { echo "gpu_env: installing the carried wheels failed" >&2; exit 1; }
+    || { echo "gpu_env: installing the wheels of .whl/ failed" >&2; exit 1; }
   export PYTHONPATH=/tmp/site:$PWD
 else
   export PYTHONPATH=$PWD

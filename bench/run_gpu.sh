@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# One call on the lent GPU: GPU parity tests, then every benchmark; writes a Markdown summary to $OUT.
+# On a machine with an NVIDIA GPU: GPU parity tests, then every benchmark; writes a Markdown summary to $OUT.
 #
 #   bash bench/run_gpu.sh [pytest -k expression for the benchmarks]
 #
 # Environment: PARITY_TESTS (test files to run natively), PARITY_TIMEOUT / BENCH_TIMEOUT (seconds),
 # PGOCC_BENCH_ROUNDS (timed rounds per benchmark), SKIP_PARITY=1 / SKIP_BENCH=1 to split the work over two calls
 # where one call is limited (the parity step takes about 6 minutes on an H100, gsplat's build included).
-# Expects the carried wheels (gsplat and rich's dependencies, nuscenes-devkit, pyquaternion, PyTurboJPEG, ...) in
-# .whl/ and libturbojpeg0 in .deb/ (README, "GPU runs"); the GPU image has torch 2.11, triton 3.6 and
-# pytest-benchmark but not these. PGOCC_GIT_SHA names the commit when the copy has no .git.
+# On a machine without internet access, put the wheels of the packages it lacks (gsplat and rich's dependencies,
+# nuscenes-devkit, pyquaternion, PyTurboJPEG, ...) in .whl/ and libturbojpeg0 in .deb/ (README, "GPU runs"); the
+# figures in bench/RESULTS.md come from an image with torch 2.11, triton 3.6 and pytest-benchmark preinstalled.
+# PGOCC_GIT_SHA names the commit when the copy has no .git.
 set -uo pipefail
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"

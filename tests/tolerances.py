@@ -77,7 +77,7 @@ TOL: dict[tuple[str, str, torch.dtype], Tol] = {
     # 5.1e-6; grad ratio 2.9e-5 (very flat Gaussian, s = 5 mm: fp32 R and M), atol at rtol 1e-4 1.8e-6. ~10x margin.
     # H100 natively, 4 "gpu" cases, 1 seed: out ratio 3.9e-7, atol 5.9e-6; grad ratio 1.1e-5, atol 1.8e-6.
     ("gs2vox", "out", F32): Tol(rtol=1e-4, atol=5e-5, ratio=1e-5),
-    # Lead, 16 session seeds of test_matches_reference (CPU, 2026-11-24): seed 5 put one d means entry of 60 at
+    # 16 seeds of test_matches_reference (CPU interpreter, 2026-11-24): seed 5 put one d means entry of 60 at
     # |err| 3.05e-5 of max|ref| (ratio 3.5e-5), over the earlier atol 2e-5; the other 15 passed. atol ~3x that.
     ("gs2vox", "grad", F32): Tol(rtol=1e-3, atol=1e-4, ratio=3e-4),
     # ---- fps ----  (indices must be identical; no tolerance row)
