@@ -5,7 +5,8 @@
 #
 # CPU box (no nvidia-smi): torch==2.13.0 CPU + triton 3.6.0, numpy 2.3.5 (the newest numpy whose
 # runtime-bounded range() loops work in the triton-3.6 interpreter). GPU box: torch 2.11.0 (CUDA) + triton 3.6.0,
-# the versions of the GPU image the figures of bench/RESULTS.md were measured on. Torch is always pinned: an unpinned torch pulls gigabytes of CUDA wheels.
+# the versions of the GPU image the figures of bench/RESULTS.md were measured on. Torch is always pinned: an
+# unpinned torch pulls gigabytes of CUDA wheels.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${1:-$ROOT/.venv}
