@@ -3,8 +3,8 @@
 # (other seed), train configs.small:small in paper and released fidelity side by side with validation on the
 # held-out world, then score on the held-out world the untrained model, the label-only baselines and both trained
 # models (THRESHOLDS: the readout opacity thresholds scored; VAL_THRESHOLD: the one of the validation during
-# training). Writes at most 8 files to $OUT: device.txt, log.txt, <fidelity>.metrics.jsonl, <fidelity>.safetensors
-# (the exported fp16 models, config embedded), baselines.json, heldout.json.
+# training). Writes 7 files to $OUT: device.txt, log.txt, <fidelity>.metrics.jsonl, paper.safetensors (the exported
+# fp16 model, config embedded), baselines.json, heldout.json.
 #
 #   TEXT_TABLE=FILE STEPS=2000 TRAIN_SCENES=16 HELDOUT_SCENES=4 KEYFRAMES=8 TRAIN_TIMEOUT=1200 bash bench/learn_gpu.sh
 #
@@ -42,8 +42,9 @@ wait "${pids[@]}"
 for fidelity in paper released; do
   tail -n 4 $R/$fidelity.log
   cp $R/$fidelity/metrics.jsonl "$OUT/$fidelity.metrics.jsonl"
-  cp $R/$fidelity/model.safetensors "$OUT/$fidelity.safetensors" || echo "learn_gpu: $fidelity did not finish"
+  test -f $R/$fidelity/model.safetensors || echo "learn_gpu: $fidelity did not finish"
 done
+cp $R/paper/model.safetensors "$OUT/paper.safetensors"
 echo "learn_gpu: trained in $(( $(date +%s) - start )) s"
 
 python3 bench/learning_baselines.py --train-world $W/train --heldout-world $W/heldout > "$OUT/baselines.json"
