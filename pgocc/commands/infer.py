@@ -225,6 +225,7 @@ def _infer(cfg: ExperimentConfig, args: argparse.Namespace, device: torch.device
     mcfg = cfg.model
     grid = mcfg.grid_dims
 
+    cfg.debug.apply()
     torch.manual_seed(cfg.train.seed)
     model = PGOcc(mcfg, cfg.kernels, deterministic=cfg.debug.deterministic)
     if args.checkpoint is not None:
