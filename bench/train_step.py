@@ -1,6 +1,7 @@
-"""One training step of the default config on the GPU (issue-12 benchmark): forward, every loss term, backward,
-gradient clipping and the AdamW step, batch 1 (6 cameras × 8 frames at 256 × 704), with every hot path on its
-Triton kernel and on its PyTorch reference, in float32 and under bf16 autocast. Prints a Markdown table.
+"""One training step of the default config on the GPU (issue-12 benchmark): the training loop's own step
+(photometric distortion, forward, every loss term, backward, gradient clipping, the gated AdamW step and the
+schedule), batch 1 (6 cameras × 8 frames at 256 × 704), with every hot path on its Triton kernel and on its PyTorch
+reference, in float32 and under bf16 autocast. Prints a Markdown table.
 
     python bench/train_step.py [--steps 10] [--warmup 3]
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from contextlib import nullcontext
 
 import torch
 
@@ -23,16 +23,18 @@ from configs.ablations import reference_kernels
 from configs.base import base
 from pgocc.config import ExperimentConfig
 from pgocc.model import PGOcc, PGOccLoss
+from pgocc.train import forward_backward, optimizer_step
 from pgocc.training.optim import build_optimizer
 from tests.test_model import default_size_batch
 
 
 def measure(cfg: ExperimentConfig, bf16: bool, steps: int, warmup: int) -> tuple[float, float]:
-    """(median ms per step, peak GiB) of ``steps`` timed training steps after ``warmup`` untimed ones."""
+    """(median ms per step, peak GiB) of ``steps`` timed training steps after ``warmup`` untimed ones, each step
+    :func:`pgocc.train.forward_backward` + :func:`pgocc.train.optimizer_step` as the training loop runs them."""
     torch.manual_seed(0)
     model = PGOcc(cfg.model, cfg.kernels).cuda().train()
     criterion = PGOccLoss(cfg.model, cfg.loss, cfg.kernels).cuda()
-    optimizer, _ = build_optimizer(model, cfg.train)
+    optimizer, scheduler = build_optimizer(model, cfg.train)
     params = [p for p in model.parameters() if p.requires_grad]
     batch = default_size_batch("cuda")
     times = []
@@ -42,19 +44,17 @@ def measure(cfg: ExperimentConfig, bf16: bool, steps: int, warmup: int) -> tuple
             torch.cuda.reset_peak_memory_stats()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        with torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext():
-            loss = criterion(model(batch), batch)
-        loss.total.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        out = forward_backward(model, criterion, [batch], autocast="bf16" if bf16 else "none",
+                               distortion=cfg.train.photometric_distortion)
+        optimizer_step(params, optimizer, scheduler, out, cfg.train.grad_clip_norm)
         end.record()
         if i >= warmup:
             times.append((start, end))
     torch.cuda.synchronize()
-    loss.checks.raise_if_failed()
+    for checks in out.checks:
+        checks.raise_if_failed()
     peak = torch.cuda.max_memory_allocated() / 2**30
-    del model, criterion, optimizer, batch, loss
+    del model, criterion, optimizer, batch, out
     torch.cuda.empty_cache()
     return statistics.median(s.elapsed_time(e) for s, e in times), peak
 
