@@ -47,7 +47,7 @@ PARAMS = 16
 """Per-Gaussian row written by the prep kernel: mean (3), whitening M (9, row major), opacity, 3 pad."""
 GRID_CONFIG = {"TX": 8, "TY": 8, "TZ": 4, "BLOCK_G": 16, "SCAN": 4096, "num_warps": 8}
 """Forward launch configuration in grid mode (fixed: results must not depend on a tuner's choice). H100, 6000
-Gaussians on 200×200×16 (.carry sweep, 2026-11-24, SCAN 1024): BLOCK_G 16 0.65 ms vs 32 0.96 ms vs 64 1.71 ms;
+Gaussians on 200×200×16 (a config sweep, 2026-11-24, SCAN 1024): BLOCK_G 16 0.65 ms vs 32 0.96 ms vs 64 1.71 ms;
 tiles 8×8×4 beat 8×8×8 (0.82), 16×8×4 (0.81), 8×4×4 (1.24), 4×4×4 (1.83). SCAN 4096 (2 scan rounds for 6000
 Gaussians instead of 6, and half the partly filled BLOCK_G steps) keeps 199 registers, no spill."""
 QUERY_CONFIG = {"TX": QUERY_TILE, "TY": 1, "TZ": 1, "BLOCK_G": 16, "SCAN": 2048, "num_warps": 8}
