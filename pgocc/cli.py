@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 
-from pgocc.errors import PgoccError
+from pgocc import __version__
+from pgocc.errors import PgoccError, report
 
 # name -> module; the order is the order of `pgocc --help`.
 COMMANDS: dict[str, str] = {
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pgocc",
         description="PG-Occ open-vocabulary 3D occupancy: PyTorch + Triton engine.",
     )
+    parser.add_argument("--version", action="version", version=f"pgocc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
@@ -44,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except PgoccError as exc:
-        print(f"pgocc {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return report(args.command, exc)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from pgocc.commands._common import experiment_from_args
 from pgocc.commands.train import HELP, add_arguments
 from pgocc.config import ExperimentConfig
 from pgocc.data.batch import Batch
-from pgocc.errors import ConfigError, DataError, PgoccError
+from pgocc.errors import ConfigError, DataError, PgoccError, report
 from pgocc.model.checks import Checks, ModelCheckError
 from pgocc.model.types import Prediction
 
@@ -494,8 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except PgoccError as exc:
-        print(f"pgocc train: error: {exc}", file=sys.stderr)
-        return 2
+        return report("train", exc)
 
 
 if __name__ == "__main__":

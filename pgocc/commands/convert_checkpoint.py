@@ -28,17 +28,10 @@ def run(args: argparse.Namespace) -> int:
 
     from pgocc.errors import CheckpointError
     from pgocc.model import PGOcc
-    from pgocc.model.state_keys import RELEASED_BUFFERS, convert_released
+    from pgocc.model.state_keys import RELEASED_BUFFERS, convert_released, read_state_dict
 
     cfg = experiment_from_args(args)
-    try:
-        raw = torch.load(args.source, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{args.source}: cannot read the checkpoint ({exc})") from exc
-    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
-        raw = raw["state_dict"]
-    if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        raise CheckpointError(f"{args.source}: expected a state dict of tensors (optionally under 'state_dict')")
+    raw = read_state_dict(args.source, "SOURCE")
     # Shapes are all the check needs: a meta-device model allocates nothing.
     with torch.device("meta"):
         model = PGOcc(cfg.model, cfg.kernels)

@@ -77,10 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _load_checkpoint(model: PGOcc, path: Path, config: str, state: dict | None = None) -> None:
     """Load a state dict (``state``, already read from an export, or the .pt/.pth file ``path``) into ``model``
     (strict), or raise CheckpointError listing every difference."""
-    import torch
-
     from pgocc.errors import CheckpointError
-    from pgocc.model.state_keys import key_mismatch
+    from pgocc.model.state_keys import key_mismatch, read_state_dict
 
     if state is not None:
         problem = key_mismatch(model.state_dict(), state)
@@ -88,16 +86,7 @@ def _load_checkpoint(model: PGOcc, path: Path, config: str, state: dict | None =
             raise CheckpointError(f"{path}: does not match the model of its embedded config\n{problem}")
         model.load_state_dict(state)
         return
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found (--checkpoint)")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises unrelated types (pickle, zip, runtime) for a bad file
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from exc
-    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
-        raw = raw["state_dict"]
-    if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        raise CheckpointError(f"{path}: expected a state dict of tensors (optionally under 'state_dict')")
+    raw = read_state_dict(path, "--checkpoint")
     problem = key_mismatch(model.state_dict(), raw)
     if problem:
         raise CheckpointError(f"{path}: does not match the model of --config {config}\n{problem}")
