@@ -337,9 +337,15 @@ class DataConfig:
     depth_dir: str = "depth"
     """Folder of the foundation-depth maps <image stem>.npy|.npz (relative to the dataroot unless absolute)."""
     feature_dir: str = "features"
-    """Folder of the vision-language feature maps <image stem>.npy|.npz, [D, h, w] (relative to the dataroot)."""
+    """Folder of the vision-language feature maps <image stem>.npy|.npz, [D, h, w] (relative to the dataroot unless
+    absolute: ../nuscenes_featup is the original's folder beside a dataroot data/nuscenes)."""
     labels_dir: str = "gts"
-    """Folder of the Occ3D labels <scene>/<sample token>/labels.npz (relative to the dataroot)."""
+    """Folder of the Occ3D labels <scene>/<sample token>/labels.npz (relative to the dataroot unless absolute)."""
+    train_infos: str = ""
+    """mmdet3d info pickle of train_split (e.g. nuscenes_infos_train_sweep.pkl; relative to the dataroot unless
+    absolute): its sample order and sweeps are used, and it must agree with the tables; empty: the tables alone."""
+    val_infos: str = ""
+    """Info pickle of val_split (e.g. nuscenes_infos_val_sweep.pkl), as train_infos."""
     with_labels: bool = True
     """Load Occ3D labels (a missing file is an error); false for data without labels."""
     input_size: tuple[int, int] = (256, 704)
@@ -360,6 +366,8 @@ class DataConfig:
             size = getattr(self, name)
             _require(len(size) == 2 and all(v > 0 for v in size), f"{path}.{name}",
                      f"must be two positive sizes (H, W), got {size}")
+        _require(self.train_split != self.val_split or self.train_infos == self.val_infos, f"{path}.val_infos",
+                 f"must equal {path}.train_infos when train_split and val_split are both {self.train_split!r}")
         lo, hi = self.train_stride
         _require(1 <= lo <= hi, f"{path}.train_stride", f"must satisfy 1 <= lo <= hi, got {self.train_stride}")
         _require(self.batch_size >= 1, f"{path}.batch_size", f"must be >= 1, got {self.batch_size}")

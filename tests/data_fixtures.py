@@ -19,19 +19,31 @@ TINY_SPEC = WorldSpec(seed=11, scenes=2, keyframes=3, sweeps=2, width=400, heigh
 """Two scenes (a scene boundary), three keyframes with two camera sweeps between them, 1600×900 / 4 images."""
 
 
-_WORLDS: dict[WorldSpec, Path] = {}
-"""Worlds made in this session. Importing the fixture into several modules gives each module its own fixture
-definition, so the session scope alone would generate the world once per module; this cache makes it once."""
+_WORLDS: dict[tuple[WorldSpec, str], Path] = {}
+"""Worlds made in this session, by spec and layout. Importing the fixture into several modules gives each module its
+own fixture definition, so the session scope alone would generate the world once per module; this cache makes it
+once."""
+
+
+def _world(factory: pytest.TempPathFactory, layout: str) -> Path:
+    if (TINY_SPEC, layout) not in _WORLDS:
+        out = factory.mktemp("world") / "synthetic"
+        make_synthetic(out, TINY_SPEC, jobs=2, layout=layout)
+        _WORLDS[TINY_SPEC, layout] = out
+    return _WORLDS[TINY_SPEC, layout]
 
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Root of the tiny synthetic world (read-only: tests that corrupt files work on :func:`clone_world`)."""
-    if TINY_SPEC not in _WORLDS:
-        root = tmp_path_factory.mktemp("world") / "synthetic"
-        make_synthetic(root, TINY_SPEC, jobs=2)
-        _WORLDS[TINY_SPEC] = root
-    return _WORLDS[TINY_SPEC]
+    return _world(tmp_path_factory, "pgocc")
+
+
+@pytest.fixture(scope="session")
+def original_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same world in the original's layout: the output folder, holding ``nuscenes/`` (the dataroot, with info
+    pickles), ``nuscenes_featup/`` and ``nuscenes_metric3d/`` (read-only)."""
+    return _world(tmp_path_factory, "original")
 
 
 def clone_world(src: Path, dst: Path) -> Path:

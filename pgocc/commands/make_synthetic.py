@@ -25,18 +25,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-encoder", default=d.text_encoder,
                         help="encoder of the feature maps' text embeddings: minilm, hash, or a .npz prototype file "
                              "with the Occ3D prompts (e.g. another world's text_prototypes.npz)")
+    parser.add_argument("--layout", choices=("pgocc", "original"), default="pgocc",
+                        help="pgocc: dataroot OUT with depth/ and features/ (float16); original: the original's "
+                             "layout, dataroot OUT/nuscenes with nuscenes_infos_{train,val}_sweep.pkl, targets in "
+                             "OUT/nuscenes_metric3d and OUT/nuscenes_featup (float32)")
     parser.add_argument("--jobs", type=int, default=0, help="worker processes (0 = one per CPU core)")
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pgocc.data.synthetic import WorldSpec, make_synthetic
+    from pgocc.data.synthetic import LAYOUTS, WorldSpec, infos_name, make_synthetic
 
     spec = WorldSpec(seed=args.seed, scenes=args.scenes, keyframes=args.keyframes, sweeps=args.sweeps,
                      width=args.width, height=args.height, depth_noise=args.depth_noise,
                      feature_noise=args.feature_noise, text_encoder=args.text_encoder)
-    summary = make_synthetic(Path(args.out), spec, jobs=args.jobs or None)
+    summary = make_synthetic(Path(args.out), spec, jobs=args.jobs or None, layout=args.layout)
     print(f"wrote {args.out}: {summary['scenes']} scenes, {summary['samples']} samples, {summary['images']} images "
           f"in {summary['seconds']:.1f} s")
+    layout = LAYOUTS[args.layout]
+    if args.layout != "pgocc":
+        print(f"read it with: --set data.dataroot={Path(args.out) / layout.dataroot} "
+              f"--set data.depth_dir={layout.depth_dir} --set data.feature_dir={layout.feature_dir} "
+              f"--set data.train_infos={infos_name('train')} --set data.val_infos={infos_name('val')}")
     return 0

@@ -35,9 +35,10 @@ from pgocc.data.batch import Batch
 from pgocc.data.geometry import ImageTransform, pad_intrinsic, render_intrinsics
 from pgocc.data.index import DatasetIndex, build_index
 from pgocc.data.jpeg import decode_scaled
-from pgocc.data.layout import CAMERAS, target_stem
+from pgocc.data.layout import CAMERAS, data_folder, target_stem
 from pgocc.data.notices import warn_once
 from pgocc.data.occ3d import load_labels
+from pgocc.data.targets import DEPTH, FEATURES, check_depth, check_feature_shape, check_finite, read_target
 from pgocc.errors import DataError
 
 if TYPE_CHECKING:
@@ -54,24 +55,6 @@ def _invert_rigid_batch(m: np.ndarray) -> np.ndarray:
     out[..., :3, 3] = -(rt @ m[..., :3, 3:])[..., 0]
     out[..., 3, 3] = 1.0
     return out
-
-
-def _load_array(folder: Path, stem: str, what: str) -> tuple[np.ndarray, Path]:
-    """``folder/stem.npy`` or ``.npz`` (its ``what`` array or its only array)."""
-    npy, npz = folder / f"{stem}.npy", folder / f"{stem}.npz"
-    try:
-        if npy.is_file():
-            return np.load(npy, allow_pickle=False), npy
-        if npz.is_file():
-            with np.load(npz, allow_pickle=False) as z:
-                if what in z.files:
-                    return z[what], npz
-                if len(z.files) == 1:
-                    return z[z.files[0]], npz
-                raise DataError(f"{npz}: expected an array named {what!r} or a single array, got {z.files}")
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{npy if npy.is_file() else npz}: unreadable {what} file ({exc})") from exc
-    raise DataError(f"{npy}: {what} file not found (also looked for {npz.name})")
 
 
 def resample_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -98,9 +81,9 @@ class OccDataset(torch.utils.data.Dataset):
         self.render_size = tuple(render_size)
         self.feature_dim = feature_dim
         root = index.dataroot
-        self.depth_dir = root / depth_dir
-        self.feature_dir = root / feature_dir
-        self.labels_dir = root / labels_dir
+        self.depth_dir = data_folder(root, depth_dir)
+        self.feature_dir = data_folder(root, feature_dir)
+        self.labels_dir = data_folder(root, labels_dir)
         self.with_labels = with_labels
         self.train_stride = train_stride
 
@@ -187,36 +170,23 @@ class OccDataset(torch.utils.data.Dataset):
         return render_img, tf.matrix
 
     def _depth(self, f: int) -> np.ndarray:
-        stem = target_stem(str(self.index.frame_path[f]))
-        depth, path = _load_array(self.depth_dir, stem, "depth")
-        if depth.ndim == 3 and depth.shape[0] == 1:
-            depth = depth[0]
-        if depth.ndim != 2 or min(depth.shape) < 2 or depth.dtype.kind != "f":
-            raise DataError(f"{path}: depth must be a float [H, W] map, got {depth.dtype} {depth.shape}")
-        depth = torch.empty(depth.shape).copy_(torch.from_numpy(depth)).numpy()  # fast float16 → float32
-        if not np.isfinite(depth).all():
-            raise DataError(f"{path}: depth contains NaN or infinite values; expected finite metres")
-        if (depth < 0).any():
-            raise DataError(f"{path}: depth contains negative values (min {float(depth.min()):.3g}); expected >= 0")
-        return resample_depth(depth, self.render_size)
+        depth, path = read_target(self.depth_dir, target_stem(str(self.index.frame_path[f])), DEPTH)
+        depth = torch.empty(depth.shape).copy_(torch.from_numpy(depth)).numpy() if depth.dtype.kind == "f" else depth
+        return resample_depth(check_depth(depth, path), self.render_size)  # float16 → float32 above: fast in torch
 
     def _features(self, frames: np.ndarray) -> np.ndarray:
         """[N, D, h, w] float32 feature maps of the current cameras ``frames`` [N]."""
         out = None
         for n, f in enumerate(frames):
-            feats, path = _load_array(self.feature_dir, target_stem(str(self.index.frame_path[f])), "features")
-            if feats.ndim != 3 or feats.dtype.kind != "f" or (self.feature_dim is not None
-                                                             and feats.shape[0] != self.feature_dim):
-                expected = f"[{self.feature_dim if self.feature_dim is not None else 'D'}, h, w]"
-                raise DataError(f"{path}: feature map must be float {expected}, got {feats.dtype} {feats.shape}")
+            feats, path = read_target(self.feature_dir, target_stem(str(self.index.frame_path[f])), FEATURES)
+            check_feature_shape(feats, path, self.feature_dim)
             if out is None:
                 out = np.empty((len(frames), *feats.shape), np.float32)
             elif feats.shape != out.shape[1:]:
                 raise DataError(f"{path}: feature map of shape {feats.shape} differs from the other cameras' "
                                 f"{out.shape[1:]}; expected one [D, h, w] for all cameras of a sample")
             torch.from_numpy(out[n]).copy_(torch.from_numpy(feats))  # torch casts float16 ~15× faster than numpy
-            if not np.isfinite(out[n]).all():
-                raise DataError(f"{path}: feature map contains NaN or infinite values")
+            check_finite(out[n], path, "feature map")
         return out
 
     def __getitem__(self, i: int) -> Batch:
@@ -317,8 +287,11 @@ def make_loader(dataset: OccDataset, cfg: DataConfig, *, shuffle: bool,
 
 def build_dataset(cfg: DataConfig, split: str, *, num_frames: int, feature_dim: int | None, mode: Mode
                   ) -> OccDataset:
-    """The dataset of ``split`` ('train', 'val', …, or 'all') as configured by ``cfg`` (the ``data`` section)."""
-    index = build_index(cfg.dataroot, cfg.version, split)
+    """The dataset of ``split`` ('train', 'val', …, or 'all') as configured by ``cfg`` (the ``data`` section); the
+    info pickle ``cfg.train_infos`` applies to ``cfg.train_split``, ``cfg.val_infos`` to ``cfg.val_split``."""
+    infos = {cfg.train_split: cfg.train_infos, cfg.val_split: cfg.val_infos}.get(split, "")
+    index = build_index(cfg.dataroot, cfg.version, split,
+                        infos=data_folder(Path(cfg.dataroot), infos) if infos else None)
     return OccDataset(index, num_frames=num_frames, mode=mode, input_size=cfg.input_size,
                       render_size=cfg.render_size, feature_dim=feature_dim, depth_dir=cfg.depth_dir,
                       feature_dir=cfg.feature_dir, labels_dir=cfg.labels_dir, with_labels=cfg.with_labels,

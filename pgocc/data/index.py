@@ -12,10 +12,16 @@ Per sample (keyframe) s, in scene order then time:
 - ``history[s]``: length of the sample's "prev list" (docs/model.md §7.1): its sweeps, then the previous keyframe,
   its sweeps, … back to the scene start.
 Per frame f: image path (relative to the dataroot), timestamp, (H, W), calibration and ego-pose rows.
+
+With an info pickle (:mod:`pgocc.data.infos`) the samples follow the pickle's order and each keyframe's sweeps are
+the pickle's; the pickle must name exactly the split's samples, and every keyframe image, timestamp, scene and sweep
+it names must be the tables' (a sweep: one of that camera's frames since the previous keyframe, nearest first).
+Any disagreement raises DataError naming the pickle entry; nothing is resolved silently.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -24,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from pgocc.data.geometry import rigid
+from pgocc.data.infos import InfoSample, read_infos
 from pgocc.data.layout import CAMERAS, LIDAR, SPLITS_FILE, TABLES
 from pgocc.errors import DataError
 
@@ -114,9 +121,56 @@ def split_scenes(dataroot: Path, version: str, split: str) -> list[str]:
     return list(splits[split])
 
 
-def build_index(dataroot: str | os.PathLike[str], version: str, split: str) -> DatasetIndex:
-    """Index the scenes of ``split`` of the nuScenes-format dataset at ``dataroot`` (opened with the devkit)."""
+def _info_sweeps(entry: InfoSample, chains: list[list[int]], frame_path: list[str], where: str) -> list[list[int]]:
+    """Per camera, the frames of the sweeps ``entry`` names (nearest first; −1 where a sweep lacks the camera),
+    checked against the tables' ``chains`` (per camera: its frames since the previous keyframe, nearest first)."""
+    out: list[list[int]] = []
+    for n, cam in enumerate(CAMERAS):
+        position = {frame_path[f]: j for j, f in enumerate(chains[n])}
+        frames, last = [], -1
+        for j, sweep in enumerate(entry.sweeps):
+            if cam not in sweep:
+                frames.append(-1)
+                continue
+            j_table = position.get(sweep[cam])
+            if j_table is None:
+                raise DataError(f"{where}: sweeps[{j}][{cam}] is {sweep[cam]}, which sample_data.json does not list "
+                                f"among {cam}'s {len(chains[n])} frames since the previous keyframe")
+            if j_table <= last:
+                raise DataError(f"{where}: sweeps of {cam} are not nearest first ({sweep[cam]} at position {j})")
+            frames.append(chains[n][j_table])
+            last = j_table
+        out.append(frames)
+    return out
+
+
+def _reorder(index: DatasetIndex, order: np.ndarray) -> DatasetIndex:
+    """``index`` with its samples in ``order`` [S] (a permutation); frames, calibrations and poses unchanged."""
+    new_of_old = np.empty_like(order)
+    new_of_old[order] = np.arange(len(order))
+    sweeps = [index.sweeps[index.sweep_start[s]:index.sweep_start[s + 1]] for s in order]
+    counts = np.array([len(r) for r in sweeps], np.int64)
+    prev = index.prev_sample[order]
+    return dataclasses.replace(
+        index, sample_token=index.sample_token[order], scene_name=index.scene_name[order],
+        timestamp=index.timestamp[order], lidar2ego=index.lidar2ego[order], ego2global=index.ego2global[order],
+        cams=index.cams[order], prev_cam=index.prev_cam[order], next_cam=index.next_cam[order],
+        sweep_start=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        sweeps=np.concatenate(sweeps).reshape(-1, index.sweeps.shape[1]).astype(np.int64),
+        prev_sample=np.where(prev >= 0, new_of_old[np.maximum(prev, 0)], -1), history=index.history[order])
+
+
+def build_index(dataroot: str | os.PathLike[str], version: str, split: str,
+                infos: str | os.PathLike[str] | None = None) -> DatasetIndex:
+    """Index the scenes of ``split`` of the nuScenes-format dataset at ``dataroot`` (opened with the devkit); with
+    ``infos`` (an info pickle) in its sample order and with its sweeps (module docstring)."""
     dataroot = Path(dataroot)
+    entries = read_infos(Path(infos), version) if infos else None
+    by_token: dict[str, int] = {}
+    for i, entry in enumerate(entries or []):
+        if entry.token in by_token:
+            raise DataError(f"{infos}: entries {by_token[entry.token]} and {i} both hold sample {entry.token}")
+        by_token[entry.token] = i
     check_tables(dataroot, version)
     from nuscenes.nuscenes import NuScenes
 
@@ -206,6 +260,21 @@ def build_index(dataroot: str | os.PathLike[str], version: str, split: str) -> D
                     chain.append(frame(prev))
                     prev = rec["prev"]
                 per_cam.append(chain)
+            if entries is not None:
+                if token not in by_token:
+                    raise DataError(f"{infos}: has no entry for sample {token} of scene {name} (split {split!r} "
+                                    "of the tables); the info pickle must hold exactly the split's samples")
+                entry = entries[by_token[token]]
+                where_info = f"{infos}: entry {by_token[token]} (sample {token})"
+                for label, theirs, ours in (("scene_name", entry.scene_name, name),
+                                            ("timestamp", entry.timestamp, int(sample["timestamp"]))):
+                    if theirs is not None and theirs != ours:
+                        raise DataError(f"{where_info}: {label} is {theirs!r} but the tables say {ours!r}")
+                for channel, f in zip(CAMERAS, row_cams, strict=True):
+                    if entry.cams.get(channel) != f_path[f]:
+                        raise DataError(f"{where_info}: cams[{channel}] is {entry.cams.get(channel)} but "
+                                        f"sample_data.json's keyframe image is {f_path[f]}")
+                per_cam = _info_sweeps(entry, per_cam, f_path, where_info)
             depth = max(len(c) for c in per_cam)
             sweep_rows.extend([[c[j] if j < len(c) else -1 for c in per_cam] for j in range(depth)])
             sweep_start.append(sweep_start[-1] + depth)
@@ -221,7 +290,7 @@ def build_index(dataroot: str | os.PathLike[str], version: str, split: str) -> D
             first, token = False, sample["next"]
 
     n = len(CAMERAS)
-    return DatasetIndex(
+    index = DatasetIndex(
         dataroot=dataroot, version=version, sample_token=np.array(tokens), scene_name=np.array(scenes),
         timestamp=np.array(stamps, np.int64), lidar2ego=np.array(l2e).reshape(-1, 4, 4),
         ego2global=np.array(e2g).reshape(-1, 4, 4), cams=np.array(cams, np.int64).reshape(-1, n),
@@ -233,3 +302,11 @@ def build_index(dataroot: str | os.PathLike[str], version: str, split: str) -> D
         frame_pose=np.array(f_pose, np.int64), calib_k=np.array(calib_k).reshape(-1, 3, 3),
         calib_cam2ego=np.array(calib_c2e).reshape(-1, 4, 4), pose=np.array(poses).reshape(-1, 4, 4),
     )
+    if entries is None:
+        return index
+    row_of = {t: r for r, t in enumerate(tokens)}
+    for i, entry in enumerate(entries):
+        if entry.token not in row_of:
+            raise DataError(f"{infos}: entry {i} holds sample {entry.token}, which is not a keyframe of split "
+                            f"{split!r} in the tables of {dataroot / version}")
+    return _reorder(index, np.array([row_of[e.token] for e in entries], np.int64))

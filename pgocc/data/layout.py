@@ -3,12 +3,13 @@
 A dataroot holds ``<version>/<table>.json`` (the 13 devkit tables), ``samples/<CHANNEL>/`` and ``sweeps/<CHANNEL>/``
 (JPEGs, LiDAR ``.pcd.bin``), ``maps/``, and beside the images the per-image targets: foundation depth and
 vision-language features in folders named by :class:`~pgocc.config.DataConfig` (``<name>.npy`` or ``.npz`` where
-``<name>`` is the image basename without extension), and Occ3D labels ``<labels_dir>/<scene>/<token>/labels.npz``.
+``<name>`` is the image basename without extension), and Occ3D labels ``<labels_dir>/<scene>/<token>/labels.npz``;
+each of these folders may be absolute or lie beside the dataroot (:func:`data_folder`).
 """
 
 from __future__ import annotations
 
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 CAMERAS: tuple[str, ...] = (
     "CAM_FRONT",
@@ -47,3 +48,9 @@ SPLITS_FILE = "splits.json"
 def target_stem(image_path: str) -> str:
     """Basename of an image without its extension: the name of its depth and feature files (docs/model.md §7.3)."""
     return PurePath(image_path).name.rsplit(".", 1)[0]
+
+
+def data_folder(dataroot: Path, folder: str) -> Path:
+    """The folder of a dataset part (``data.depth_dir``, ``feature_dir``, ``labels_dir``): ``folder`` itself when
+    absolute, else relative to the dataroot, so ``../nuscenes_featup`` is the original's folder beside it."""
+    return Path(dataroot) / folder

@@ -14,6 +14,12 @@ Output (``DIR``):
 - ``text_prototypes.npz``: the Occ3D prompts (docs/model.md §6.1) embedded by the same text encoder;
 - ``splits.json`` (``train``/``val`` scene names) and ``world.json`` (the :class:`WorldSpec`).
 
+In the original's layout (``layout="original"``, ``pgocc make-synthetic --layout original``) the dataroot is
+``DIR/nuscenes`` and the targets lie beside it as the original keeps them: ``DIR/nuscenes_metric3d/<image stem>.npy``
+(float32 [H, W]) and ``DIR/nuscenes_featup/<image stem>.npy`` (float32 [D, h, w]), holding the same values; the
+dataroot also holds mmdet3d-style info pickles ``nuscenes_infos_{train,val}_sweep.pkl`` (sorted by timestamp, as
+mmdet3d sorts them), built from the tables.
+
 Depth and features exist for keyframe images only: the loader reads them for the current frame's cameras, never for
 sweeps. Everything is a pure function of the :class:`WorldSpec`; images render in parallel worker processes, and
 the result does not depend on their number. The dataset is written under a temporary name and renamed when complete.
@@ -29,6 +35,7 @@ import json
 import math
 import multiprocessing
 import os
+import pickle
 import shutil
 import time
 from dataclasses import dataclass
@@ -42,9 +49,38 @@ from pgocc.data.layout import CAMERAS, LIDAR, SPLITS_FILE, TABLES, target_stem
 from pgocc.data.world import KINDS, SKY, Scene, make_scene
 from pgocc.errors import ConfigError, DataError
 
-DEPTH_DIR = "depth"
-FEATURE_DIR = "features"
 LABELS_DIR = "gts"
+
+
+@dataclass(frozen=True, slots=True)
+class WorldLayout:
+    """Where a world's dataroot and per-image targets lie, and how the targets are stored."""
+
+    dataroot: str
+    """The dataroot relative to the output folder."""
+    depth_dir: str
+    """Depth folder relative to the dataroot (``data.depth_dir``)."""
+    feature_dir: str
+    """Feature folder relative to the dataroot (``data.feature_dir``)."""
+    target_dtype: str
+    """numpy dtype of the stored depth and features."""
+    infos: bool
+    """Write mmdet3d info pickles ``nuscenes_infos_<split>_sweep.pkl`` into the dataroot."""
+
+
+LAYOUTS: dict[str, WorldLayout] = {
+    "pgocc": WorldLayout(dataroot=".", depth_dir="depth", feature_dir="features", target_dtype="float16", infos=False),
+    "original": WorldLayout(dataroot="nuscenes", depth_dir="../nuscenes_metric3d", feature_dir="../nuscenes_featup",
+                            target_dtype="float32", infos=True),
+}
+"""pgocc's own layout (the DataConfig defaults) and the original's (``data/nuscenes`` + ``data/nuscenes_featup`` +
+``data/nuscenes_metric3d``, float32, info pickles)."""
+
+
+def infos_name(split: str) -> str:
+    """File name of the info pickle of ``split`` in the original's layout."""
+    return f"nuscenes_infos_{split}_sweep.pkl"
+
 FEATURE_STRIDE = 16
 """Image pixels per feature cell (the 1/16 resolution of MaskCLIP features)."""
 ANNOTATION_RANGE = 60.0
@@ -137,9 +173,11 @@ def feature_map(kinds: np.ndarray, kind_embeds: np.ndarray, noise: float, rng: n
     return feats.T.reshape(-1, h, w).astype(np.float16)
 
 
-def _render_keyframe(spec: WorldSpec, scene_index: int, k: int, kind_embeds: np.ndarray, root: str) -> dict[int, int]:
+def _render_keyframe(spec: WorldSpec, scene_index: int, k: int, kind_embeds: np.ndarray, root: str,
+                     layout: WorldLayout) -> dict[int, int]:
     """Render keyframe ``k`` of a scene (its 6 images with depth and features, the sweeps up to the next keyframe,
-    the LiDAR scan, the Occ3D labels) into ``root``; returns LiDAR points per instance."""
+    the LiDAR scan, the Occ3D labels) into the dataroot ``root`` laid out as ``layout``; returns LiDAR points per
+    instance."""
     scene = _scene(spec, scene_index)
     out = Path(root)
     rng = np.random.default_rng([spec.seed, scene_index, k, 0xF00D])
@@ -154,9 +192,11 @@ def _render_keyframe(spec: WorldSpec, scene_index: int, k: int, kind_embeds: np.
         stored = depth
         if spec.depth_noise > 0:
             stored = np.where(kinds == SKY, depth, depth * np.exp(spec.depth_noise * rng.standard_normal(depth.shape)))
-        np.save(out / DEPTH_DIR / f"{target_stem(name)}.npy", stored.astype(np.float16))
-        np.save(out / FEATURE_DIR / f"{target_stem(name)}.npy",
-                feature_map(kinds, kind_embeds, spec.feature_noise, rng))
+        # float16 first in either layout, so that both hold the same values.
+        np.save(out / layout.depth_dir / f"{target_stem(name)}.npy",
+                stored.astype(np.float16).astype(layout.target_dtype))
+        np.save(out / layout.feature_dir / f"{target_stem(name)}.npy",
+                feature_map(kinds, kind_embeds, spec.feature_noise, rng).astype(layout.target_dtype))
     if k + 1 < spec.keyframes:
         for j in range(1, spec.sweeps + 1):
             for n in range(len(CAMERAS)):
@@ -291,12 +331,50 @@ def _tables(spec: WorldSpec, lidar_counts: dict[tuple[int, int], dict[int, int]]
     return t
 
 
-def make_synthetic(out: Path, spec: WorldSpec, *, jobs: int | None = None) -> dict[str, float]:
-    """Write the world ``spec`` to ``out`` (which must not exist or be empty) using ``jobs`` processes.
+def _infos(tables: dict[str, list[dict]], scenes: list[str]) -> list[dict]:
+    """mmdet3d-style info entries (the fields docs/data.md §1.1 lists) of the keyframes of ``scenes``, sorted by
+    timestamp; ``data_path`` carries the original's ``./data/nuscenes/`` prefix."""
+    sd = {r["token"]: r for r in tables["sample_data"]}
+    scene_of = {r["token"]: r["name"] for r in tables["scene"]}
+    by_sample: dict[str, dict[str, dict]] = {}
+    for r in sd.values():
+        if r["is_key_frame"]:
+            by_sample.setdefault(r["sample_token"], {})[r["filename"].split("/")[1]] = r
+
+    def cam(r: dict) -> dict:
+        return {"data_path": f"./data/nuscenes/{r['filename']}", "timestamp": r["timestamp"]}
+
+    entries = []
+    for sample in tables["sample"]:
+        if scene_of[sample["scene_token"]] not in scenes:
+            continue
+        keys = by_sample[sample["token"]]
+        sweeps: list[dict] = []
+        for channel in CAMERAS:
+            prev, j = keys[channel]["prev"] if sample["prev"] else "", 0
+            while prev and not sd[prev]["is_key_frame"]:
+                if j == len(sweeps):
+                    sweeps.append({})
+                sweeps[j][channel] = cam(sd[prev])
+                prev, j = sd[prev]["prev"], j + 1
+        entries.append({"token": sample["token"], "timestamp": sample["timestamp"],
+                        "scene_name": scene_of[sample["scene_token"]],
+                        "lidar_path": f"./data/nuscenes/{keys[LIDAR]['filename']}",
+                        "cams": {channel: cam(keys[channel]) for channel in CAMERAS}, "sweeps": sweeps})
+    return sorted(entries, key=lambda e: e["timestamp"])
+
+
+def make_synthetic(out: Path, spec: WorldSpec, *, jobs: int | None = None, layout: str = "pgocc"
+                   ) -> dict[str, float]:
+    """Write the world ``spec`` to ``out`` (which must not exist or be empty) using ``jobs`` processes, in the layout
+    ``layout`` (a key of :data:`LAYOUTS`).
 
     Returns counts and the elapsed seconds.
     """
     spec.validate()
+    if layout not in LAYOUTS:
+        raise ConfigError(f"--layout: must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    where = LAYOUTS[layout]
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: already exists and is not an empty folder; choose a new --out")
@@ -309,31 +387,36 @@ def make_synthetic(out: Path, spec: WorldSpec, *, jobs: int | None = None) -> di
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
+    root = tmp / where.dataroot
     try:
-        for sub in [spec.version, "maps", DEPTH_DIR, FEATURE_DIR, LABELS_DIR] + \
+        for sub in [spec.version, "maps", where.depth_dir, where.feature_dir, LABELS_DIR] + \
                 [f"{f}/{c}" for f in ("samples", "sweeps") for c in CAMERAS] + [f"samples/{LIDAR}"]:
-            (tmp / sub).mkdir(parents=True, exist_ok=True)
+            (root / sub).mkdir(parents=True, exist_ok=True)
         tasks = [(si, k) for si in range(spec.scenes) for k in range(spec.keyframes)]
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
         if jobs == 1:
-            counts = [_render_keyframe(spec, si, k, kind_embeds, str(tmp)) for si, k in tasks]
+            counts = [_render_keyframe(spec, si, k, kind_embeds, str(root), where) for si, k in tasks]
         else:
             # spawn: the parent may hold torch/tokenizer threads (the text encoder), which fork does not survive.
             with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                counts = list(pool.map(_render_keyframe, *zip(*[(spec, si, k, kind_embeds, str(tmp))
+                counts = list(pool.map(_render_keyframe, *zip(*[(spec, si, k, kind_embeds, str(root), where)
                                                                  for si, k in tasks], strict=True)))
         tables = _tables(spec, dict(zip(tasks, counts, strict=True)))
         for name, rows in tables.items():
-            (tmp / spec.version / f"{name}.json").write_text(json.dumps(rows))
+            (root / spec.version / f"{name}.json").write_text(json.dumps(rows))
         from PIL import Image
 
-        Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp / tables["map"][0]["filename"])
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(root / tables["map"][0]["filename"])
         names = [_scene(spec, si).name for si in range(spec.scenes)]
         n_val = max(1, spec.scenes // 5) if spec.scenes > 1 else 0
         splits = {"train": names[: len(names) - n_val], "val": names[len(names) - n_val:] if n_val else names}
-        (tmp / SPLITS_FILE).write_text(json.dumps(splits, indent=1))
-        (tmp / "world.json").write_text(json.dumps(dataclasses.asdict(spec), indent=1))
-        save_prototypes(tmp / "text_prototypes.npz", OCC3D_PROMPTS, encoder.encode(list(OCC3D_PROMPTS)))
+        (root / SPLITS_FILE).write_text(json.dumps(splits, indent=1))
+        if where.infos:
+            for split, scenes in splits.items():
+                with open(root / infos_name(split), "wb") as f:
+                    pickle.dump({"infos": _infos(tables, scenes), "metadata": {"version": spec.version}}, f)
+        (root / "world.json").write_text(json.dumps(dataclasses.asdict(spec), indent=1))
+        save_prototypes(root / "text_prototypes.npz", OCC3D_PROMPTS, encoder.encode(list(OCC3D_PROMPTS)))
         if out.exists():
             out.rmdir()
         tmp.rename(out)
