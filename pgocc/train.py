@@ -75,6 +75,9 @@ def seed_everything(seed: int) -> None:
 
 def check_run_config(cfg: ExperimentConfig, world: int, device: torch.device) -> int:
     """Refuse what only the launch reveals; returns the micro-batches per optimizer step."""
+    from pgocc import ops
+
+    ops.check_device(cfg.kernels, device.type)
     if cfg.train.autocast == "bf16" and device.type != "cuda":
         raise ConfigError(f"train.autocast: 'bf16' needs a CUDA device; this run is on {device.type} "
                           "(use train.autocast=none)")

@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     if not cuda:
         # Triton kernels run interpreted on CPU; the flag must be set before any kernel module is imported.
         os.environ.setdefault("TRITON_INTERPRET", "1")
+    from pgocc import ops
     from pgocc.config import INFERENCE_FREE_FIELDS, apply_overrides, config_diff, format_diff, load_experiment
     from pgocc.errors import CheckpointError, ConfigError
 
@@ -181,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
             args.config = DEFAULT_CONFIG
         cfg = apply_overrides(load_experiment(args.config), args.overrides)
     args.exported_state = state
+    ops.check_device(cfg.kernels, "cuda" if cuda else "cpu")
     if args.dataroot is not None:
         cfg.data.dataroot = str(args.dataroot)
     if args.num_samples is not None and args.num_samples < 1:

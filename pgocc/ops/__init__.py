@@ -21,8 +21,8 @@ from pgocc.ops._contract import Case, Impl
 OPS: tuple[str, ...] = ("aniso_sample", "st_fusion", "gs_raster", "gs2vox", "fps", "dist_attention")
 """Every hot path, in pipeline order."""
 
-__all__ = ["OPS", "Case", "Impl", "available", "contract", "impl_spec", "is_deterministic", "kernel_table", "load_impl",
-           "resolve"]
+__all__ = ["OPS", "Case", "Impl", "available", "check_device", "contract", "impl_spec", "is_deterministic",
+           "kernel_table", "load_impl", "resolve"]
 
 
 def contract(op: str) -> ModuleType:
@@ -43,6 +43,22 @@ def impl_spec(op: str, impl: str) -> Impl:
     if impl not in impls:
         raise ConfigError(f"kernels.{op}: unknown implementation {impl!r}; available: {', '.join(impls)}")
     return impls[impl]
+
+
+def check_device(kernels: Any, device: str) -> None:
+    """Refuse a KernelConfig ``kernels`` with an implementation that cannot run on ``device`` ("cpu" or "cuda").
+
+    Called where a run knows its device, before the model is built, so that a CUDA-only implementation on a machine
+    without CUDA is a one-line ConfigError naming the op instead of a failure inside the first forward.
+    """
+    for op in OPS:
+        impl = getattr(kernels, op)
+        spec = impl_spec(op, impl)
+        if device not in spec.devices:
+            usable = [name for name in available(op) if device in impl_spec(op, name).devices]
+            raise ConfigError(f"kernels.{op}: implementation {impl!r} runs on {', '.join(spec.devices)} only, and this "
+                              f"run is on {device}" + (" (no CUDA device found)" if device == "cpu" else "")
+                              + f"; implementations for {device}: {', '.join(usable)}")
 
 
 def is_deterministic(op: str, impl: str) -> bool:
