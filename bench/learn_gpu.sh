@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The learning proof on one GPU (bench/RESULTS.md, "Learning proof"): write a training world and a held-out world
 # (other seed), train configs.small:small in paper and released fidelity side by side with validation on the
-# held-out world, then score on the held-out world the untrained model, the label-only baselines and both trained
-# models (THRESHOLDS: the readout opacity thresholds scored; VAL_THRESHOLD: the one of the validation during
-# training). Writes 7 files to $OUT: device.txt, log.txt, <fidelity>.metrics.jsonl, paper.safetensors (the exported
-# fp16 model, config embedded), baselines.json, heldout.json.
+# held-out world, then score on both worlds the untrained model, the label-only baselines and both trained models
+# (THRESHOLDS: the readout opacity thresholds scored; VAL_THRESHOLD: the one of the validation during training).
+# Writes to $OUT: device.txt, log.txt, <fidelity>.metrics.jsonl, paper.safetensors and released.safetensors (the
+# exported fp16 models, config embedded), baselines.json, heldout.json.
 #
-#   TEXT_TABLE=FILE STEPS=2000 TRAIN_SCENES=16 HELDOUT_SCENES=4 KEYFRAMES=8 TRAIN_TIMEOUT=1200 bash bench/learn_gpu.sh
+#   TEXT_TABLE=FILE STEPS=2000 TRAIN_SCENES=16 HELDOUT_SCENES=4 KEYFRAMES=8 bash bench/learn_gpu.sh
 #
+# STEPS=auto fits the run into TRAIN_BUDGET seconds (default 330): a PROBE_STEPS-step (default 60) probe of both
+# fidelities side by side measures the step time first, so one device call (10 minutes at most) holds worlds,
+# training and scoring; MIN_STEPS (default 100) is the least it trains.
 # TRAIN_TIMEOUT (s) stops a training run that would not finish inside the device call; its curves still come back.
+# KEEP_WORLDS=1 reuses the worlds of an earlier call on the same machine (/tmp/worlds).
 #
 # TEXT_TABLE: the text_prototypes.npz of a world written where MiniLM is installed (the GPU image has no MiniLM;
 # make-synthetic then embeds the prompts from that table, giving the same features).
@@ -20,50 +24,86 @@ source bench/gpu_env.sh
 TEXT_TABLE=${TEXT_TABLE:?set TEXT_TABLE to a world\'s text_prototypes.npz}
 STEPS=${STEPS:-2000}
 KEYFRAMES=${KEYFRAMES:-8}
+CONFIG=${CONFIG:-configs.small:small}
 W=/tmp/worlds
 R=/tmp/runs
-rm -rf "$W" "$R"; mkdir -p "$W" "$R"
+rm -rf "$R"; mkdir -p "$R"
 start=$(date +%s)
-python3 -m pgocc make-synthetic --out $W/train --seed 1 --scenes "${TRAIN_SCENES:-16}" --keyframes "$KEYFRAMES" \
-  --text-encoder "$TEXT_TABLE" --jobs 12 & pids=($!)
-python3 -m pgocc make-synthetic --out $W/heldout --seed 2 --scenes "${HELDOUT_SCENES:-4}" --keyframes "$KEYFRAMES" \
-  --text-encoder "$TEXT_TABLE" --jobs 4 & pids+=($!)
-wait "${pids[@]}"  # (a bare wait would also wait for the tee of the log)
-echo "learn_gpu: worlds written in $(( $(date +%s) - start )) s"
+if [[ "${KEEP_WORLDS:-0}" != 1 || ! -f $W/heldout.done ]]; then
+  rm -rf "$W"; mkdir -p "$W"
+  python3 -m pgocc make-synthetic --out $W/train --seed 1 --scenes "${TRAIN_SCENES:-16}" --keyframes "$KEYFRAMES" \
+    --text-encoder "$TEXT_TABLE" --jobs 12 & pids=($!)
+  python3 -m pgocc make-synthetic --out $W/heldout --seed 2 --scenes "${HELDOUT_SCENES:-4}" --keyframes "$KEYFRAMES" \
+    --text-encoder "$TEXT_TABLE" --jobs 4 & pids+=($!)
+  wait "${pids[@]}" && touch $W/heldout.done  # (a bare wait would also wait for the tee of the log)
+fi
+echo "learn_gpu: worlds ready in $(( $(date +%s) - start )) s"
+
+# train FIDELITY OUT_DIR SETTINGS...: one training run on the training world, validated on the held-out world.
+train() {
+  local fidelity=$1 dir=$2; shift 2
+  timeout "${TRAIN_TIMEOUT:-1200}" python3 -m pgocc train --config "$CONFIG" --dataroot $W/train \
+    --set data.val_dataroot=$W/heldout --set model.fidelity="$fidelity" --set data.num_workers=6 \
+    --set model.opacity_threshold="${VAL_THRESHOLD:-0.3}" --out "$dir" "$@" > "$dir.log" 2>&1
+}
+
+if [[ $STEPS == auto ]]; then
+  # Both fidelities side by side, as the real run; the step time of the last window (Triton compiled, workers warm).
+  pids=()
+  for fidelity in paper released; do
+    train $fidelity $R/probe-$fidelity --set train.num_steps="${PROBE_STEPS:-60}" \
+      --set train.log_every=$(( (${PROBE_STEPS:-60} + 2) / 3 )) \
+      --set train.val_samples=0 --set train.checkpoint_every=0 & pids+=($!)
+  done
+  wait "${pids[@]}"
+  probe_end=$(date +%s)
+  STEPS=$(python3 - "$R" "${TRAIN_BUDGET:-330}" "${MIN_STEPS:-100}" <<'PY'
+import json, pathlib, sys
+root, budget, least = pathlib.Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+times = [json.loads(p.read_text().splitlines()[-1])["step_time"] for p in root.glob("probe-*/metrics.jsonl")]
+if len(times) != 2:
+    sys.exit("learn_gpu: the step-time probe failed (see the probe logs)")
+# 45 s for start-up and the validations; 10 % headroom on the step time.
+print(max(least, int((budget - 45) / (1.1 * max(times))) // 50 * 50))
+PY
+) || { tail -n 20 $R/probe-*.log; exit 1; }
+  echo "learn_gpu: probe done at $(( probe_end - start )) s; step time(s) $(grep -h step_time $R/probe-*/metrics.jsonl | tail -n 2 | python3 -c 'import json,sys; print([round(json.loads(l)["step_time"], 3) for l in sys.stdin])'); STEPS=$STEPS"
+fi
 
 pids=()
 for fidelity in paper released; do
-  timeout "${TRAIN_TIMEOUT:-1200}" python3 -m pgocc train --config "${CONFIG:-configs.small:small}" --dataroot $W/train --set data.val_dataroot=$W/heldout \
-    --set model.fidelity=$fidelity --set train.num_steps="$STEPS" --set data.num_workers=6 \
-    --set model.opacity_threshold="${VAL_THRESHOLD:-0.3}" \
-    --out $R/$fidelity --export-fp16 > $R/$fidelity.log 2>&1 & pids+=($!)
+  train $fidelity $R/$fidelity --set train.num_steps="$STEPS" --set train.val_every=$(( (STEPS + 3) / 4 )) \
+    --set train.checkpoint_every=0 --export-fp16 & pids+=($!)
 done
+python3 bench/learning_baselines.py --train-world $W/train --heldout-world $W/heldout \
+  --num-samples "${SCORE_SAMPLES:-32}" > "$OUT/baselines.json" &
 wait "${pids[@]}"
 for fidelity in paper released; do
   tail -n 4 $R/$fidelity.log
   cp $R/$fidelity/metrics.jsonl "$OUT/$fidelity.metrics.jsonl"
-  test -f $R/$fidelity/model.safetensors || echo "learn_gpu: $fidelity did not finish"
+  cp $R/$fidelity/model.safetensors "$OUT/$fidelity.safetensors" || echo "learn_gpu: $fidelity did not finish"
 done
-cp $R/paper/model.safetensors "$OUT/paper.safetensors"
 echo "learn_gpu: trained in $(( $(date +%s) - start )) s"
 
-python3 bench/learning_baselines.py --train-world $W/train --heldout-world $W/heldout > "$OUT/baselines.json"
 # The readout's opacity threshold is calibrated on the training world and then applied to the held-out world: each
-# trained model is scored on both at every threshold of THRESHOLDS.
-INFER="--set data.val_split=all --pictures 0"
-python3 -m pgocc infer --config "${CONFIG:-configs.small:small}" --dataroot $W/heldout $INFER --out $R/untrained
+# trained model is scored on both at every threshold of THRESHOLDS. The runs share the GPU, all at once.
+INFER=(--set data.val_split=all --pictures 0 --num-samples "${SCORE_SAMPLES:-32}" --set data.num_workers=2)
+python3 -m pgocc infer --config "$CONFIG" --dataroot $W/heldout "${INFER[@]}" --out $R/untrained > $R/untrained.log 2>&1 &
 for fidelity in paper released; do
-  for t in ${THRESHOLDS:-0.6 0.3 0.1}; do
+  [[ -f $R/$fidelity/model.safetensors ]] || continue
+  for t in ${THRESHOLDS:-0.6 0.3 0.15}; do
     for world in train heldout; do
-      python3 -m pgocc infer --checkpoint $R/$fidelity/model.safetensors --dataroot $W/$world $INFER \
-        --num-samples "${SCORE_SAMPLES:-32}" --set model.opacity_threshold="$t" --out "$R/$world-$fidelity-$t"
+      python3 -m pgocc infer --checkpoint $R/$fidelity/model.safetensors --dataroot $W/$world "${INFER[@]}" \
+        --set model.opacity_threshold="$t" --out "$R/$world-$fidelity-$t" > "$R/$world-$fidelity-$t.log" 2>&1 &
     done
   done
 done
+wait
 python3 - "$R" > "$OUT/heldout.json" <<'PY'
 import json, pathlib, sys
 root = pathlib.Path(sys.argv[1])
 print(json.dumps({p.parent.name: json.loads(p.read_text())["metrics"] for p in sorted(root.glob("*/summary.json"))},
                  indent=1))
 PY
+cat "$OUT/heldout.json" | python3 -c 'import json,sys; [print(k, {m: round(v, 4) for m, v in d.items() if isinstance(v, float)}) for k, d in json.load(sys.stdin).items()]'
 echo "learn_gpu: done in $(( $(date +%s) - start )) s"
