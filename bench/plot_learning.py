@@ -3,9 +3,9 @@
     python bench/plot_learning.py --out curves.png NAME=RUN_DIR_OR_METRICS_JSONL [NAME=... ...]
 
 Panels: total loss; the final stage's terms (depth L1, SILog, feature cosine, warp); the final stage's mean opacity
-and the fraction above the readout threshold; median scale and densification candidates; held-out mIoU (present
-classes) and geometric IoU above the ground layer at each validation. Training curves are smoothed with a running
-mean over 10 logged points.
+and the fraction above the readout threshold; median scale and densification candidates; held-out mIoU and geometric
+IoU above the ground layer at each validation. Training curves are smoothed with a running mean over 10 logged
+points.
 """
 
 from __future__ import annotations
@@ -63,7 +63,10 @@ def main() -> None:
         axes[1, 1].plot(steps, _smooth(curve(f"scale_median_{last}")), label=f"{name} median scale (m)")
         if val:
             vsteps = [r["step"] for r in val]
-            axes[1, 2].plot(vsteps, curve("miou_present", val), "o-", label=f"{name} mIoU (present)")
+            # "miou_present" in logs written before pgocc.eval.metrics adopted the original's absent-class rule,
+            # under which "miou" is that same number.
+            key = "miou_present" if "miou_present" in val[0] else "miou"
+            axes[1, 2].plot(vsteps, curve(key, val), "o-", label=f"{name} mIoU")
             axes[1, 2].plot(vsteps, curve("geometric_iou_above_ground", val), "s--", label=f"{name} geo IoU above")
             axes[1, 2].plot(vsteps, curve("geometric_iou", val), "^:", label=f"{name} geo IoU")
     titles = ("total loss", f"depth terms (stage {last})", f"feature cosine and warp (stage {last})",

@@ -1,4 +1,5 @@
-"""Occ3D mIoU / geometric IoU (pgocc.eval.metrics) against confusion matrices and IoUs worked out by hand."""
+"""Occ3D mIoU / geometric IoU (pgocc.eval.metrics) against confusion matrices and IoUs worked out by hand, with the
+original's absent-class rule (a class without ground-truth voxels is NaN and skipped, even where predicted)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import math
 import numpy as np
 import pytest
 
-from pgocc.eval.metrics import EVAL_CLASSES, OccupancyMIoU, confusion_matrix
+from pgocc.eval.metrics import EVAL_CLASSES, OCCUPIED_CLASSES, OccupancyMIoU, confusion_matrix, per_class_iou
 
 CAR, ROAD, OTHERS, OTHER_FLAT, MANMADE, FREE = 4, 11, 0, 12, 15, 17
 
 
 def test_eval_classes_drop_others_other_flat_and_free() -> None:
     assert EVAL_CLASSES == (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)
+    assert OCCUPIED_CLASSES == tuple(range(17))
 
 
 def test_confusion_matrix_counts_rows_gt_columns_pred_inside_the_mask() -> None:
@@ -52,16 +54,47 @@ def test_scores_of_one_sample_by_hand() -> None:
     assert (s.voxels, s.samples) == (8, 1)
 
 
-def test_predicted_class_absent_from_gt_scores_zero_and_others_other_flat_are_not_averaged() -> None:
-    gt = np.array([CAR, CAR, OTHERS, OTHER_FLAT, FREE], np.uint8).reshape(-1, 1, 1)
-    pred = np.array([CAR, CAR, OTHERS, OTHER_FLAT, MANMADE], np.uint8).reshape(-1, 1, 1)
+def test_predicted_class_absent_from_gt_is_nan_and_skipped_and_others_count_only_in_the_17_class_miou() -> None:
+    gt = np.array([CAR, CAR, OTHERS, OTHER_FLAT, FREE, ROAD], np.uint8).reshape(-1, 1, 1)
+    pred = np.array([CAR, CAR, OTHERS, FREE, MANMADE, FREE], np.uint8).reshape(-1, 1, 1)
     m = OccupancyMIoU()
     m.update(pred, gt, None)
     s = m.compute()
-    assert s.per_class_iou[OTHERS] == 1.0 and s.per_class_iou[OTHER_FLAT] == 1.0
-    assert s.per_class_iou[MANMADE] == 0.0  # predicted, never in gt: union 1, TP 0
-    assert s.miou == pytest.approx((1.0 + 0.0) / 2)  # car and manmade only
-    assert s.geometric_iou == pytest.approx(4 / 5)
+    assert s.per_class_iou[OTHERS] == 1.0 and s.per_class_iou[OTHER_FLAT] == 0.0
+    assert math.isnan(s.per_class_iou[MANMADE])  # predicted once, never in gt: the original's rule gives NaN
+    assert s.per_class_iou[ROAD] == 0.0          # in gt, never predicted: 0, and it is averaged
+    assert s.miou == pytest.approx((1.0 + 0.0) / 2)              # car, road
+    assert s.miou_17 == pytest.approx((1.0 + 0.0 + 1.0 + 0.0) / 4)  # car, road, others, other_flat
+    # occupied: gt 5, pred 4, both 3 (car, car, others) -> 3 / (5 + 4 - 3)
+    assert s.geometric_iou == pytest.approx(3 / 6)
+
+
+def test_per_class_iou_of_a_confusion_matrix_by_hand() -> None:
+    c = np.zeros((18, 18), np.int64)
+    c[CAR, CAR], c[CAR, FREE], c[FREE, CAR], c[FREE, FREE] = 6, 2, 1, 10   # car: 6 / (6 + 2 + 1)
+    c[FREE, ROAD] = 3                                                       # road: predicted only -> NaN
+    iou = per_class_iou(c)
+    assert iou[CAR] == pytest.approx(6 / 9)
+    assert iou[FREE] == pytest.approx(10 / (10 + 2 + 4))
+    assert math.isnan(iou[ROAD]) and math.isnan(iou[MANMADE])
+    # the transposed matrix (rows prediction) would make road present and car 6 / 9 still: the rows matter
+    assert not math.isnan(per_class_iou(c.T)[ROAD])
+
+
+def test_empty_mask_counts_nothing() -> None:
+    m = OccupancyMIoU()
+    gt = np.full((2, 2, 4), CAR, np.uint8)
+    m.update(gt, gt, np.zeros_like(gt, bool))
+    s = m.compute()
+    assert s.voxels == 0 and np.isnan(s.per_class_iou).all()
+    assert math.isnan(s.miou) and math.isnan(s.miou_17) and math.isnan(s.geometric_iou)
+
+
+def test_geometric_iou_is_nan_when_the_ground_truth_has_no_occupied_voxel() -> None:
+    m = OccupancyMIoU()
+    m.update(np.full((3, 1, 1), CAR, np.uint8), np.full((3, 1, 1), FREE, np.uint8), None)
+    s = m.compute()
+    assert math.isnan(s.geometric_iou) and math.isnan(s.miou)
 
 
 def test_accumulates_over_samples_before_dividing() -> None:
@@ -96,7 +129,8 @@ def test_matches_a_brute_force_definition_on_random_labels(seed: int) -> None:
     g, p = gt[mask], pred[mask]
     for c in range(18):
         tp, union = np.sum((g == c) & (p == c)), np.sum((g == c) | (p == c))
-        assert (math.isnan(s.per_class_iou[c]) if union == 0 else s.per_class_iou[c] == pytest.approx(tp / union))
+        expected = tp / union if np.any(g == c) else math.nan
+        assert s.per_class_iou[c] == pytest.approx(expected, nan_ok=True)
     occ_g, occ_p = g < 17, p < 17
     assert s.geometric_iou == pytest.approx(np.sum(occ_g & occ_p) / np.sum(occ_g | occ_p))
 
@@ -106,17 +140,6 @@ def test_bad_inputs_raise() -> None:
         confusion_matrix(np.zeros(3, np.uint8), np.zeros(4, np.uint8))
     with pytest.raises(ValueError, match="pred labels must be in 0..17"):
         confusion_matrix(np.full(3, 18), np.zeros(3, np.uint8))
-
-
-def test_miou_over_present_classes_skips_classes_only_predicted() -> None:
-    # car right twice, one free voxel hallucinated as manmade: manmade is absent from the ground truth.
-    gt = np.array([CAR, CAR, FREE], np.uint8).reshape(-1, 1, 1)
-    pred = np.array([CAR, CAR, MANMADE], np.uint8).reshape(-1, 1, 1)
-    m = OccupancyMIoU()
-    m.update(pred, gt, None)
-    s = m.compute()
-    assert s.miou == pytest.approx(0.5)                 # car 1, manmade 0
-    assert s.miou_present == pytest.approx(1.0)         # car only
 
 
 def test_geometric_iou_above_ground_counts_only_the_layers_above_the_ground_layer() -> None:

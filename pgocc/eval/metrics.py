@@ -1,20 +1,19 @@
-"""Occ3D occupancy metrics (docs/model.md §8.1): a confusion matrix over the 18 labels, accumulated over a split and
-restricted to camera-visible voxels, read out as per-class IoU, the 15-class mIoU and the geometric IoU.
+"""Occ3D occupancy metrics (docs/model.md §8.1), as pure functions of a confusion matrix plus an accumulator.
 
     confusion[g, p] = voxels with ground truth g and prediction p (rows: ground truth), inside mask_camera
-    IoU_c = TP_c / (TP_c + FP_c + FN_c)                       NaN where the union is empty
-    mIoU = mean of IoU_c over EVAL_CLASSES, NaN classes skipped (absent from ground truth and prediction)
-    geometric IoU = IoU of "occupied" (label < 17) vs free
-    mIoU (present) = mean of IoU_c over the EVAL_CLASSES that the ground truth holds
+    IoU_c = TP_c / (TP_c + FP_c + FN_c), NaN where class c has no ground-truth voxel
+    mIoU (15) = mean of IoU_c over EVAL_CLASSES (others, other_flat and free dropped), NaN classes skipped
+    mIoU (17) = mean of IoU_c over the 17 occupied labels 0..16, NaN classes skipped
+    geometric IoU = IoU of "occupied" (label < 17) vs free, NaN where the ground truth has no occupied voxel
     geometric IoU above ground = the geometric IoU over the layers above GROUND_LAYER only
 
-Why the last two: on a world whose visible occupied voxels are mostly ground, "the ground layer is road, the rest
-free" already scores a high geometric IoU, and an mIoU over classes the ground truth lacks measures hallucinations
-rather than recognition.
-
-A class absent from the ground truth but predicted has IoU 0 (its union is not empty), as in the released
-evaluation's ``diag / (rows + cols − diag)``; over the nuScenes val split every class is present, so the two readings
-of "NaN for classes absent from GT" agree there.
+The absent-class rule is the original evaluation's (``per_class_iu`` of its ``Metric_mIoU``): a class without a
+ground-truth voxel in the whole split gets NaN, even where it is predicted, and the means skip it; a class that is in
+the ground truth but never predicted gets 0. Over the nuScenes val split every class is present, so the rule only
+matters on small worlds, where an mIoU that counted hallucinated absent classes as 0 would measure false alarms of
+classes the scene lacks. The geometric IoU follows the original's 2-class reading (occupied vs free) with the same
+rule. Why the last one: on a world whose visible occupied voxels are mostly ground, "the ground layer is road, the
+rest free" already scores a high geometric IoU.
 """
 
 from __future__ import annotations
@@ -30,7 +29,10 @@ NUM_LABELS = len(OCC3D_CLASSES)
 
 EVAL_CLASSES: tuple[int, ...] = tuple(c for c in range(NUM_LABELS) if OCC3D_CLASSES[c] not in
                                       ("others", "other_flat", "free"))
-"""The 15 labels averaged by the reported mIoU (others, other_flat and free are dropped)."""
+"""The 15 labels of the open-vocabulary mIoU (others, other_flat and free are dropped: no prompt names them)."""
+
+OCCUPIED_CLASSES: tuple[int, ...] = tuple(range(FREE))
+"""The 17 labels of the closed-set mIoU (every label but free)."""
 
 
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -61,21 +63,46 @@ def _ratio(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:
     return np.divide(num, den, out=np.full(np.broadcast(num, den).shape, np.nan), where=den > 0)
 
 
+def per_class_iou(confusion: np.ndarray) -> np.ndarray:
+    """[C] IoU of each label of a [C, C] confusion matrix (rows ground truth); NaN where the label has no
+    ground-truth count (the original's absent-class rule)."""
+    tp = np.diag(confusion)
+    iou = _ratio(tp, confusion.sum(0) + confusion.sum(1) - tp)
+    iou[confusion.sum(1) == 0] = np.nan
+    return iou
+
+
+def mean_iou(iou: np.ndarray, classes: tuple[int, ...]) -> float:
+    """Mean of ``iou[classes]`` skipping NaN; NaN if every one is NaN."""
+    chosen = iou[list(classes)]
+    return float("nan") if np.isnan(chosen).all() else float(np.nanmean(chosen))
+
+
+def geometric_iou(confusion: np.ndarray) -> float:
+    """IoU of occupied (label < free) vs free of an [18, 18] confusion matrix; NaN if the ground truth has no
+    occupied voxel."""
+    if confusion[:FREE].sum() == 0:
+        return float("nan")
+    both = confusion[:FREE, :FREE].sum()
+    return float(both / (confusion.sum() - confusion[FREE, FREE]))
+
+
 @dataclass(frozen=True, slots=True)
 class OccupancyScores:
-    """What :meth:`OccupancyMIoU.compute` reports; IoUs are fractions in [0, 1] (papers print × 100)."""
+    """What :meth:`OccupancyMIoU.compute` reports; IoUs are fractions in [0, 1] (papers print × 100). Every number
+    follows the original's absent-class rule (module docstring)."""
 
     per_class_iou: np.ndarray
-    """[18] IoU of each label (NaN where neither ground truth nor prediction has it)."""
+    """[18] IoU of each label (NaN where the ground truth has no voxel of it)."""
     miou: float
-    """Mean IoU over :data:`EVAL_CLASSES`, NaN classes skipped; NaN if all are."""
+    """Mean IoU over the 15 :data:`EVAL_CLASSES` (the open-vocabulary mIoU), NaN classes skipped; NaN if all are."""
+    miou_17: float
+    """Mean IoU over the 17 :data:`OCCUPIED_CLASSES` (the closed-set mIoU), NaN classes skipped."""
     geometric_iou: float
-    """IoU of occupied (label < 17) vs free; NaN if neither has an occupied voxel."""
-    miou_present: float
-    """Mean IoU over the :data:`EVAL_CLASSES` that have ground-truth voxels; NaN if none has."""
+    """IoU of occupied (label < 17) vs free; NaN if the ground truth has no occupied voxel."""
     geometric_iou_above_ground: float
-    """Geometric IoU over the voxels above the ground layer (z index > GROUND_LAYER); NaN if neither ground truth
-    nor prediction has an occupied voxel there."""
+    """Geometric IoU over the voxels above the ground layer (z index > GROUND_LAYER); NaN if the ground truth has no
+    occupied voxel there."""
     voxels: int
     """Voxels counted (inside the camera masks) over all samples."""
     samples: int
@@ -83,26 +110,20 @@ class OccupancyScores:
 
     def as_dict(self) -> dict[str, object]:
         """JSON-able: NaN becomes None; per-class IoUs keyed by class name."""
-
-        def num(x: float) -> float | None:
-            return None if np.isnan(x) else float(x)
-
-        return {"miou": num(self.miou), "geometric_iou": num(self.geometric_iou),
-                "miou_present": num(self.miou_present),
-                "geometric_iou_above_ground": num(self.geometric_iou_above_ground),
-                "per_class_iou": {OCC3D_CLASSES[c]: num(v) for c, v in enumerate(self.per_class_iou)},
+        return {"miou": _num(self.miou), "miou_17": _num(self.miou_17), "geometric_iou": _num(self.geometric_iou),
+                "geometric_iou_above_ground": _num(self.geometric_iou_above_ground),
+                "per_class_iou": {OCC3D_CLASSES[c]: _num(v) for c, v in enumerate(self.per_class_iou)},
                 "eval_classes": [OCC3D_CLASSES[c] for c in EVAL_CLASSES], "voxels": self.voxels,
                 "samples": self.samples}
 
 
-def _geometric_iou(c: np.ndarray) -> float:
-    """IoU of occupied (label < FREE) vs free from a confusion matrix."""
-    return float(_ratio(c[:FREE, :FREE].sum(), c.sum() - c[FREE, FREE]))
+def _num(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
 
 
 class OccupancyMIoU:
     """Accumulates the confusion matrix over samples (docs/model.md §8.1), and a second one over the layers above
-    the ground."""
+    the ground. Its arrays and ``samples`` are sums, so processes combine them by all-reduce (pgocc.eval.loop)."""
 
     def __init__(self) -> None:
         self.confusion = np.zeros((NUM_LABELS, NUM_LABELS), np.int64)
@@ -121,13 +142,8 @@ class OccupancyMIoU:
 
     def compute(self) -> OccupancyScores:
         c = self.confusion
-        tp = np.diag(c)
-        per_class = _ratio(tp, c.sum(0) + c.sum(1) - tp)
-        chosen = per_class[list(EVAL_CLASSES)]
-        miou = float(np.nan if np.isnan(chosen).all() else np.nanmean(chosen))
-        present = [k for k in EVAL_CLASSES if c[k].sum() > 0]
-        miou_present = float(np.mean(per_class[present])) if present else float("nan")
-        return OccupancyScores(per_class_iou=per_class, miou=miou, geometric_iou=_geometric_iou(c),
-                               miou_present=miou_present,
-                               geometric_iou_above_ground=_geometric_iou(self.confusion_above_ground),
+        iou = per_class_iou(c)
+        return OccupancyScores(per_class_iou=iou, miou=mean_iou(iou, EVAL_CLASSES),
+                               miou_17=mean_iou(iou, OCCUPIED_CLASSES), geometric_iou=geometric_iou(c),
+                               geometric_iou_above_ground=geometric_iou(self.confusion_above_ground),
                                voxels=int(c.sum()), samples=self.samples)
