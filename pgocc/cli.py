@@ -15,6 +15,7 @@ from pgocc.errors import PgoccError, report
 
 # name -> module; the order is the order of `pgocc --help`.
 COMMANDS: dict[str, str] = {
+    "check-data": "pgocc.commands.check_data",
     "check-kernels": "pgocc.commands.check_kernels",
     "convert-checkpoint": "pgocc.commands.convert_checkpoint",
     "infer": "pgocc.commands.infer",

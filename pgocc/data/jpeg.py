@@ -63,6 +63,12 @@ def _header(buf: bytes, path: Path) -> tuple[int, int]:
         raise DataError(f"{path}: corrupt or not a JPEG ({exc})") from exc
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of the JPEG ``path`` from its header; raises DataError naming the file if it is missing or not a
+    JPEG."""
+    return _header(_read(path), path)
+
+
 def decode_scaled(path: Path, min_size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode ``path`` to BGR uint8 [h, w, 3] at the smallest n/8 scale with h >= min_size[0] and w >= min_size[1]
     (full size if none is large enough; Pillow may return a larger scale). Returns the image and the full (H, W)

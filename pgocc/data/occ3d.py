@@ -56,6 +56,8 @@ def load_labels(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     if not path.is_file():
         raise DataError(f"{path}: Occ3D labels file not found")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not an .npz archive; expected semantics, mask_lidar, mask_camera arrays")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in ("semantics", "mask_lidar", "mask_camera") if name in z.files}
