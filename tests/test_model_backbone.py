@@ -112,7 +112,7 @@ def test_load_weights_lists_missing_unexpected_and_shapes(tmp_path: Path) -> Non
     assert "missing (1)" in msg and "layer2.0.conv1.weight" in msg
     assert "unexpected (1)" in msg and "layer9.0.conv1.weight" in msg
     assert "wrong shape (1)" in msg and "layer3.0.bn1.weight: file (5,) vs model (32,)" in msg
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="ResNet weights not found"):
         load_resnet_weights(_tiny(), tmp_path / "absent.pth")
 
 

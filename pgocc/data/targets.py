@@ -9,6 +9,7 @@ through the functions here, and the latter writes them with :func:`write_target`
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,8 @@ DEPTH = "depth"
 """Name of the depth array in an ``.npz`` target (an ``.npz`` holding a single array may name it anything)."""
 FEATURES = "features"
 """Name of the feature array in an ``.npz`` target."""
+NUMPY_STARTS = {".npy": b"\x93NUMPY", ".npz": b"PK\x03\x04"}
+"""First bytes of a NumPy ``.npy`` file and of an ``.npz`` (a zip archive)."""
 TEMP_MARK = ".partial-"
 """Part of the name of a target being written (``.<name>.partial-<pid>``); such files are never read as targets."""
 
@@ -39,6 +42,14 @@ def read_target(folder: Path, stem: str, what: str) -> tuple[np.ndarray, Path]:
     path = target_file(folder, stem)
     if path is None:
         raise DataError(f"{folder / f'{stem}.npy'}: {what} file not found (also looked for {stem}.npz)")
+    # np.load takes a file without the NumPy header for a pickle and blames "pickled (object) data"; say instead what
+    # the file is not.
+    start = NUMPY_STARTS[path.suffix]
+    with open(path, "rb") as f:
+        head = f.read(len(start))
+    if head != start:
+        raise DataError(f"{path}: not a NumPy {path.suffix} file (it starts with {head!r}, not {start!r}); expected "
+                        f"the {what} array")
     try:
         if path.suffix == ".npy":
             return np.load(path, allow_pickle=False), path
@@ -47,8 +58,8 @@ def read_target(folder: Path, stem: str, what: str) -> tuple[np.ndarray, Path]:
                 return z[what], path
             if len(z.files) == 1:
                 return z[z.files[0]], path
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: unreadable {what} file ({exc})") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: corrupt or truncated {what} file ({exc})") from exc
     raise DataError(f"{path}: expected an array named {what!r} or a single array, got {z.files}")
 
 

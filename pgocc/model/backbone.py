@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from pgocc.errors import CheckpointError
 from pgocc.model.state_keys import key_mismatch
+from pgocc.torch_files import load_torch_file
 
 EXPANSION = 4
 """Bottleneck output channels = 4 × its width."""
@@ -140,11 +141,7 @@ def load_resnet_weights(resnet: ResNet, path: str | Path) -> None:
     Raises:
         CheckpointError: unreadable file, or missing / unexpected / mis-shaped keys (all listed).
     """
-    path = Path(path)
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: cannot read ResNet weights ({exc})") from exc
+    raw = load_torch_file(Path(path), "ResNet weights", "model.backbone_weights")
     for wrapper in ("state_dict", "model"):
         if isinstance(raw, dict) and wrapper in raw and isinstance(raw[wrapper], dict):
             raw = raw[wrapper]

@@ -8,7 +8,6 @@ non-learned tensors it stores that have no counterpart here.
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 
 from pgocc.errors import CheckpointError
+from pgocc.torch_files import load_torch_file
 
 RELEASED_DECODER = "pts_bbox_head.transformer.gaussians_decoder."
 """Prefix of the released decoder, query table and heads."""
@@ -136,39 +136,14 @@ def _listing(title: str, names: list[str], limit: int = 40) -> str:
     return f"  {title} ({len(names)}):\n    {shown}{more}\n"
 
 
-def _is_torch_file(head: bytes) -> bool:
-    """Whether the first bytes ``head`` are those of a ``torch.save`` file: a zip archive (the format since torch 1.6)
-    or a legacy pickle (protocol 2 to 5)."""
-    return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
-
-
 def read_state_dict(path: Path, argument: str) -> dict[str, torch.Tensor]:
     """The state dict of the ``torch.save`` file ``path``: a dict of tensors, or one stored under ``'state_dict'``.
 
-    Loaded with ``weights_only=True``: a file holding Python objects other than tensors and plain containers is
-    refused, never unpickled. Raises CheckpointError naming ``path`` and ``argument`` (the command-line argument it
-    came from) for a missing file, a file that is not a PyTorch checkpoint, a corrupt or truncated one, or one whose
-    content is not a state dict.
+    Read by :func:`~pgocc.torch_files.load_torch_file` (tensors and plain containers only). Raises CheckpointError
+    naming ``path`` and ``argument`` (the command-line argument it came from) for a missing, foreign, corrupt or
+    truncated file, or one whose content is not a state dict.
     """
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found ({argument})")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not _is_torch_file(head):
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({argument}): not a PyTorch checkpoint (a "
-                              f"torch.save file starts with a zip or pickle header; this one starts with {head!r})")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # torch's message goes on to advise loading the file as an arbitrary pickle; only its reason is kept.
-        reason = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\n|$)", str(exc))
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({argument}): not loadable as tensors only "
-                              f"({reason.group(1) if reason else 'unpickling failed'}); pgocc loads state dicts of "
-                              "tensors and never unpickles other objects") from None
-    except Exception as exc:  # torch.load raises unrelated types (zip, runtime, EOF) for a damaged file
-        first = re.split(r"\. |\n", str(exc).strip())[0]
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({argument}): corrupt or truncated PyTorch file "
-                              f"({type(exc).__name__}{': ' + first if first else ''})") from None
+    raw = load_torch_file(path, "checkpoint file", argument)
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]
     if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in raw.items()):

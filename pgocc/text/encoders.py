@@ -22,6 +22,7 @@ import torch
 
 from pgocc.errors import DataError, PgoccError
 from pgocc.text.prompts import OCC3D_PROMPTS
+from pgocc.torch_files import load_torch_file
 
 
 class TextEncoder(Protocol):
@@ -87,10 +88,7 @@ class PrototypeEncoder:
             except (OSError, ValueError) as exc:
                 raise DataError(f"{path}: not a readable .npz prototype file ({exc})") from exc
         elif path.suffix in (".pt", ".pth"):
-            try:
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:  # torch raises several unrelated types for a bad file
-                raise DataError(f"{path}: not a readable torch prototype file ({exc})") from exc
+            obj = load_torch_file(path, "prototype file", None, DataError)
             if isinstance(obj, dict):
                 if "embeds" not in obj or "prompts" not in obj:
                     raise DataError(f"{path}: expected keys 'embeds' and 'prompts', got {sorted(obj)}")

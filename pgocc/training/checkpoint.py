@@ -37,6 +37,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from pgocc.config import ExperimentConfig, config_diff, config_from_json, format_diff, to_dict
 from pgocc.errors import CheckpointError, ConfigError
+from pgocc.torch_files import load_torch_file
 
 STEP_DIR = re.compile(r"^step-(\d{7})$")
 CONFIG_KEY = "pgocc_config"
@@ -172,13 +173,10 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     unreadable files."""
     check_config(path, cfg)
     rank_file = path / f"rank-{_rank()}.pt"
-    try:
-        extra = torch.load(rank_file, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
+    if not rank_file.is_file():
         raise CheckpointError(f"{rank_file}: missing; the checkpoint was written by fewer processes than this "
-                              f"run's {_world()}") from None
-    except Exception as exc:  # torch.load raises unrelated types for a damaged file
-        raise CheckpointError(f"{rank_file}: corrupt checkpoint file ({type(exc).__name__}: {exc})") from None
+                              f"run's {_world()}")
+    extra = load_torch_file(rank_file, "checkpoint's rank file", "--resume")
     if extra.get("world_size") != _world():
         raise CheckpointError(f"{path}: written by {extra.get('world_size')} processes, this run has {_world()}; "
                               "resume with the same number of processes")
