@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 import inspect
 import json
+import os
 import textwrap
 import types
 import typing
@@ -318,6 +319,13 @@ class TrainConfig:
         _require(self.log_every >= 1, f"{path}.log_every", f"must be >= 1, got {self.log_every}")
 
 
+def default_num_workers() -> int:
+    """The default of ``data.num_workers``: the CPU cores this process may use (its affinity mask where the system
+    has one), at most 4; more workers than cores only compete with the model for them."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(4, cores)
+
+
 @dataclass(kw_only=True, slots=True)
 class DataConfig:
     """The dataset and its loader (docs/model.md §1.1, §7; docs/data.md)."""
@@ -356,8 +364,9 @@ class DataConfig:
     """Inclusive range of the random stride (in prev-list entries) between past frames in training."""
     batch_size: int = 1
     """Samples per batch per process."""
-    num_workers: int = 4
-    """DataLoader worker processes per training process (0 loads in the main process)."""
+    num_workers: int = field(default_factory=default_num_workers)
+    """DataLoader worker processes per training process (0 loads in the main process); default: the CPU cores this
+    process may use, at most 4."""
 
     def validate(self, path: str = "data") -> None:
         for name in ("dataroot", "version", "train_split", "val_split", "depth_dir", "feature_dir", "labels_dir"):

@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pgocc.commands._common import experiment_from_args
+from pgocc.commands._common import check_cpu_run, experiment_from_args
 from pgocc.commands.train import HELP, add_arguments
 from pgocc.config import ExperimentConfig
 from pgocc.data.batch import Batch
@@ -78,6 +78,8 @@ def check_run_config(cfg: ExperimentConfig, world: int, device: torch.device) ->
     from pgocc import ops
 
     ops.check_device(cfg.kernels, device.type)
+    if device.type == "cpu":
+        check_cpu_run(cfg)
     if cfg.train.autocast == "bf16" and device.type != "cuda":
         raise ConfigError(f"train.autocast: 'bf16' needs a CUDA device; this run is on {device.type} "
                           "(use train.autocast=none)")
