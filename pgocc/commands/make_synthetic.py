@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     spec = WorldSpec(seed=args.seed, scenes=args.scenes, keyframes=args.keyframes, sweeps=args.sweeps,
                      width=args.width, height=args.height, depth_noise=args.depth_noise,
                      feature_noise=args.feature_noise, text_encoder=args.text_encoder)
-    summary = make_synthetic(Path(args.out), spec, jobs=args.jobs or None, layout=args.layout)
+    summary = make_synthetic(Path(args.out), spec, jobs=args.jobs or None, layout=args.layout, progress=True)
     print(f"wrote {args.out}: {summary['scenes']} scenes, {summary['samples']} samples, {summary['images']} images "
           f"in {summary['seconds']:.1f} s")
     layout = LAYOUTS[args.layout]

@@ -37,11 +37,13 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from pgocc.data.geometry import matrix_to_quat
 from pgocc.data.jpeg import encode_jpeg
@@ -364,10 +366,10 @@ def _infos(tables: dict[str, list[dict]], scenes: list[str]) -> list[dict]:
     return sorted(entries, key=lambda e: e["timestamp"])
 
 
-def make_synthetic(out: Path, spec: WorldSpec, *, jobs: int | None = None, layout: str = "pgocc"
-                   ) -> dict[str, float]:
+def make_synthetic(out: Path, spec: WorldSpec, *, jobs: int | None = None, layout: str = "pgocc",
+                   progress: bool = False) -> dict[str, float]:
     """Write the world ``spec`` to ``out`` (which must not exist or be empty) using ``jobs`` processes, in the layout
-    ``layout`` (a key of :data:`LAYOUTS`).
+    ``layout`` (a key of :data:`LAYOUTS`); ``progress`` shows a bar over the keyframes on stderr.
 
     Returns counts and the elapsed seconds.
     """
@@ -394,13 +396,22 @@ def make_synthetic(out: Path, spec: WorldSpec, *, jobs: int | None = None, layou
             (root / sub).mkdir(parents=True, exist_ok=True)
         tasks = [(si, k) for si in range(spec.scenes) for k in range(spec.keyframes)]
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
+        bar = tqdm(total=len(tasks), desc="make-synthetic", unit="keyframe", file=sys.stderr, disable=not progress)
         if jobs == 1:
-            counts = [_render_keyframe(spec, si, k, kind_embeds, str(root), where) for si, k in tasks]
+            counts = []
+            for si, k in tasks:
+                counts.append(_render_keyframe(spec, si, k, kind_embeds, str(root), where))
+                bar.update(1)
         else:
             # spawn: the parent may hold torch/tokenizer threads (the text encoder), which fork does not survive.
             with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                counts = list(pool.map(_render_keyframe, *zip(*[(spec, si, k, kind_embeds, str(root), where)
-                                                                 for si, k in tasks], strict=True)))
+                counts = []
+                # map yields in task order as the results come in, so the bar advances while the pool works.
+                for count in pool.map(_render_keyframe, *zip(*[(spec, si, k, kind_embeds, str(root), where)
+                                                               for si, k in tasks], strict=True)):
+                    counts.append(count)
+                    bar.update(1)
+        bar.close()
         tables = _tables(spec, dict(zip(tasks, counts, strict=True)))
         for name, rows in tables.items():
             (root / spec.version / f"{name}.json").write_text(json.dumps(rows))
