@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "infer": "pgocc.commands.infer",
     "kernels": "pgocc.commands.kernels",
     "make-synthetic": "pgocc.commands.make_synthetic",
+    "prepare-targets": "pgocc.commands.prepare_targets",
     "show-config": "pgocc.commands.show_config",
     "train": "pgocc.commands.train",
 }
