@@ -316,6 +316,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
     from pgocc import ops
     from pgocc.config import write_config
     from pgocc.data.dataset import build_dataset
+    from pgocc.data.index import check_tables
     from pgocc.data.occ3d import GRID_SHAPE
     from pgocc.eval.loop import evaluate, prompt_table
     from pgocc.model import PGOcc, PGOccLoss, Readout
@@ -340,10 +341,13 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
     if not dataroot.is_dir():
         raise DataError(f"{dataroot}: dataset root not found (--dataroot / data.dataroot); write a synthetic one with "
                         f"`pgocc make-synthetic --out {dataroot}`")
+    # The tables first: in a folder that is not a dataset they are what is missing, not the labels or prototypes.
+    check_tables(dataroot, cfg.data.version)
     val_root = Path(cfg.data.val_dataroot or cfg.data.dataroot)
     if tcfg.val_samples > 0:
         if not val_root.is_dir():
             raise DataError(f"{val_root}: validation dataset root not found (data.val_dataroot)")
+        check_tables(val_root, cfg.data.version)
         labels_dir = val_root / cfg.data.labels_dir
         if not cfg.data.with_labels or not labels_dir.is_dir():
             raise DataError(f"{labels_dir}: no Occ3D labels, but validation needs them (train.val_samples="

@@ -31,6 +31,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"pgocc: triton mode {mode}; PGOCC_TEST_SEED={BASE_SEED} (set it to reproduce a failure)"]
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # The header is hidden by -q (what `make test` and CI run); the summary is not, so a failure's seed is always shown.
+    terminalreporter.write_line(f"pgocc: PGOCC_TEST_SEED={BASE_SEED} (set it to reproduce a failure)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if HAS_GPU:
         return
