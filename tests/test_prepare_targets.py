@@ -286,3 +286,13 @@ def test_cli_writes_depth_targets_with_a_torchscript_teacher(bare_world: Path, t
     assert len(written) == 18 and np.load(written[0]).dtype == np.float32 and np.load(written[0]).shape == (H, W)
     assert main(args) == 0
     assert "depth: wrote 0, already there 18" in capsys.readouterr().out
+
+
+def test_autocast_runs_the_teachers_in_bfloat16(bare_world: Path) -> None:
+    index = build_index(bare_world, VERSION, "val")
+    features = _jobs(bare_world)[1]
+    dtypes = []
+    features.teacher.visual.ln_post.register_forward_hook(lambda m, i, o: dtypes.append(i[0].dtype))
+    prepare_targets(index, [features], batch_size=6, dtype=torch.float16, device=torch.device("cpu"),
+                    autocast=torch.bfloat16, progress=False)
+    assert set(dtypes) == {torch.bfloat16} and len(list(features.folder.iterdir())) == 18

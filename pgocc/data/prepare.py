@@ -94,8 +94,10 @@ def _checked(job: TargetJob, out: torch.Tensor, paths: list[Path], size: tuple[i
 
 
 def prepare_targets(index: DatasetIndex, jobs: list[TargetJob], *, batch_size: int, dtype: torch.dtype,
-                    device: torch.device, num_workers: int = 0, progress: bool = True) -> PrepareSummary:
-    """Write the missing targets of ``jobs`` for every keyframe image of ``index`` (module docstring)."""
+                    device: torch.device, autocast: torch.dtype | None = None, num_workers: int = 0,
+                    progress: bool = True) -> PrepareSummary:
+    """Write the missing targets of ``jobs`` for every keyframe image of ``index`` (module docstring), storing them
+    as ``dtype``; with ``autocast`` (e.g. torch.bfloat16) the teachers run under ``torch.autocast`` in that dtype."""
     from tqdm import tqdm
 
     if batch_size < 1:
@@ -126,7 +128,8 @@ def prepare_targets(index: DatasetIndex, jobs: list[TargetJob], *, batch_size: i
                     if not rows:
                         continue
                     paths = [job.folder / f"{stems[group[i][0]]}.npy" for i in rows]
-                    out = job.teacher(images[rows], intrinsics[rows])
+                    with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+                        out = job.teacher(images[rows], intrinsics[rows])
                     for path, array in zip(paths, _checked(job, out, paths, size, dtype), strict=True):
                         pending.append(writer.submit(write_target, path, array))
                     written[job.teacher.kind] += len(rows)
