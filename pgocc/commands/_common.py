@@ -40,3 +40,20 @@ def check_cpu_run(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"model.num_queries: {sum(cfg.model.num_queries)} Gaussians × {cfg.model.num_frames} "
                           f"frames = {size} is above the {CPU_MAX_QUERY_FRAMES} a machine without CUDA runs in "
                           f"reasonable time (one sample would take many minutes); on CPU use --config {CPU_CONFIGS}")
+
+
+def add_tree_arguments(parser: argparse.ArgumentParser, split_help: str) -> None:
+    """--dataroot, --version, --split and the target folders of a nuScenes-format tree (docs/data.md §1)."""
+    from pgocc.config import DataConfig
+
+    d = DataConfig()
+    parser.add_argument("--dataroot", required=True, help="the nuScenes-format root (data.dataroot)")
+    parser.add_argument("--version", default="v1.0-trainval", help="table folder under the dataroot (data.version)")
+    parser.add_argument("--split", default="all",
+                        help=f"{split_help}: a key of <dataroot>/splits.json, a devkit split, or all")
+    parser.add_argument("--depth-dir", default=d.depth_dir,
+                        help="depth folder, relative to the dataroot unless absolute (the original's: "
+                             "../nuscenes_metric3d)")
+    parser.add_argument("--feature-dir", default=d.feature_dir,
+                        help="feature folder, relative to the dataroot unless absolute (the original's: "
+                             "../nuscenes_featup)")

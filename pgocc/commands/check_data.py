@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from pgocc.commands._common import add_tree_arguments
+
 HELP = ("validate a nuScenes-format tree before training on it: tables, every image, depth, feature and label file "
         "(presence always, contents of a sample or --full), sweeps per keyframe, disk footprint; exit 1 on a problem")
 
@@ -11,18 +13,8 @@ HELP = ("validate a nuScenes-format tree before training on it: tables, every im
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from pgocc.config import DataConfig
 
-    d = DataConfig()
-    parser.add_argument("--dataroot", required=True, help="the nuScenes-format root (data.dataroot)")
-    parser.add_argument("--version", default="v1.0-trainval", help="table folder under the dataroot (data.version)")
-    parser.add_argument("--split", default="all",
-                        help="scenes to check: a key of <dataroot>/splits.json, a devkit split, or all")
-    parser.add_argument("--depth-dir", default=d.depth_dir,
-                        help="depth folder, relative to the dataroot unless absolute (the original's: "
-                             "../nuscenes_metric3d)")
-    parser.add_argument("--feature-dir", default=d.feature_dir,
-                        help="feature folder, relative to the dataroot unless absolute (the original's: "
-                             "../nuscenes_featup)")
-    parser.add_argument("--labels-dir", default=d.labels_dir, help="Occ3D labels folder (data.labels_dir)")
+    add_tree_arguments(parser, "scenes to check")
+    parser.add_argument("--labels-dir", default=DataConfig().labels_dir, help="Occ3D labels folder (data.labels_dir)")
     parser.add_argument("--no-labels", action="store_true", help="the tree has no Occ3D labels")
     parser.add_argument("--infos", default="",
                         help="info pickle of --split to check against the tables (e.g. nuscenes_infos_val_sweep.pkl)")

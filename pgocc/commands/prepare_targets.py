@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from pgocc.commands._common import add_tree_arguments
+
 HELP = ("write the foundation-depth and MaskCLIP feature targets of a split's keyframe images from teacher models, "
         "in batches on the GPU, resumable after a kill (finished files are skipped, each file is written atomically)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pgocc.config import DataConfig
     from pgocc.data.teachers import METRIC3D_FOCAL, METRIC3D_INPUT
 
-    d = DataConfig()
-    parser.add_argument("--dataroot", required=True, help="the nuScenes-format root (data.dataroot)")
-    parser.add_argument("--version", default="v1.0-trainval", help="table folder under the dataroot (data.version)")
-    parser.add_argument("--split", default="all",
-                        help="scenes whose keyframe images get targets: a key of splits.json, a devkit split, or all")
-    parser.add_argument("--depth-dir", default=d.depth_dir,
-                        help="output folder of the depth targets, relative to the dataroot unless absolute")
-    parser.add_argument("--feature-dir", default=d.feature_dir,
-                        help="output folder of the feature targets, relative to the dataroot unless absolute")
+    add_tree_arguments(parser, "scenes whose keyframe images get targets (written to --depth-dir, --feature-dir)")
     parser.add_argument("--depth-model", default="",
                         help="metric-depth teacher: a TorchScript file or module:function, called as "
                              "model(images [B,3,h,w] RGB in [0,1], intrinsics [B,3,3]) -> depth [B,h,w] metres; "
