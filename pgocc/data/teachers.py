@@ -121,7 +121,8 @@ def load_maskclip(model: str, weights: str, device: torch.device) -> MaskCLIP:
         import open_clip
     except Exception as exc:  # noqa: BLE001 - open_clip fails with many exception types when torchvision mismatches
         raise ConfigError(f"--feature-model maskclip: open-clip-torch is not usable here ({type(exc).__name__}: "
-                          f"{exc}); install open-clip-torch==3.3.0 with a torchvision that matches torch") from exc
+                          f"{exc}); install the clip extra (pip install -e '.[clip]') with a torchvision that "
+                          "matches torch") from exc
     if weights != "random" and not Path(weights).is_file() and "/" in weights:
         raise ConfigError(f"--clip-weights: {weights} is not a file")
     try:
