@@ -7,10 +7,11 @@ import argparse
 from pgocc.config import ExperimentConfig, apply_overrides, load_experiment
 from pgocc.errors import ConfigError
 
-CPU_MAX_QUERY_FRAMES = 8000
-"""Largest sum(model.num_queries) × model.num_frames a run without CUDA accepts. The sampling, fusion and attention
-of every stage grow with it: configs.small:small_cpu (500 × 2) infers a sample in about 40 s on 2 cores, while
-configs.base:base (6000 × 8) with reference kernels had not finished one in 500 s."""
+CPU_MAX_QUERY_FRAMES = 2000
+"""Largest sum(model.num_queries) × model.num_frames a run without CUDA accepts; the sampling, fusion and attention
+of every stage grow with it. On 2 CPU cores configs.small:small_cpu (500 Gaussians × 2 frames) infers a sample in
+about 40 s; configs.small:small_reference (2000 × 4) had not finished one after 400 s (shared machine, 145 CPU-seconds)
+and configs.base:base (6000 × 8) not after 500 s."""
 CPU_CONFIGS = "configs.small:small_cpu or configs.tiny:tiny"
 
 
