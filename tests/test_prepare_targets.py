@@ -124,6 +124,18 @@ def test_depth_model_loads_from_torchscript_and_module_path(tmp_path: Path) -> N
         load_depth_model("tests.nothing_here:fn", torch.device("cpu"))
 
 
+def test_maskclip_without_a_usable_open_clip_says_what_to_install() -> None:
+    import importlib.util
+
+    from pgocc.data.teachers import load_maskclip
+    from pgocc.errors import ConfigError
+
+    if importlib.util.find_spec("open_clip") is not None:
+        pytest.skip("open-clip-torch is installed here")
+    with pytest.raises(ConfigError, match=r"--feature-model maskclip: open-clip-torch is not usable here .*clip extra"):
+        load_maskclip("ViT-B-16", "random", torch.device("cpu"))
+
+
 # ---- writing --------------------------------------------------------------------------------------------------------
 
 
@@ -296,3 +308,45 @@ def test_autocast_runs_the_teachers_in_bfloat16(bare_world: Path) -> None:
     prepare_targets(index, [features], batch_size=6, dtype=torch.float16, device=torch.device("cpu"),
                     autocast=torch.bfloat16, progress=False)
     assert set(dtypes) == {torch.bfloat16} and len(list(features.folder.iterdir())) == 18
+
+
+def test_a_real_kill_leaves_only_whole_files_and_the_run_resumes(bare_world: Path) -> None:
+    """SIGKILL a prepare-targets process mid-run: every target left behind loads whole, and a second run writes
+    exactly the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = bare_world / "depth"
+    script = (
+        "import time, torch\n"
+        "from pgocc.data import build_index\n"
+        "from pgocc.data.prepare import TargetJob, prepare_targets\n"
+        "from pgocc.data.teachers import MetricDepth\n"
+        "def slow(images, intrinsics):\n"
+        "    time.sleep(0.05)\n"
+        "    return torch.full((len(images), *images.shape[-2:]), 3.0)\n"
+        f"index = build_index({str(bare_world)!r}, {VERSION!r}, 'all')\n"
+        f"prepare_targets(index, [TargetJob(MetricDepth(slow), __import__('pathlib').Path({str(folder)!r}))],\n"
+        "                batch_size=1, dtype=torch.float16, device=torch.device('cpu'), progress=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if folder.is_dir() and len(list(folder.glob("*.npy"))) >= 5:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = sorted(folder.glob("*.npy"))
+    assert 5 <= len(left) < KEYFRAME_IMAGES
+    for path in left:
+        assert np.load(path).shape == (H, W)  # whole files only
+    index = build_index(bare_world, VERSION, "all")
+    summary = prepare_targets(index, [TargetJob(MetricDepth(lambda im, k: torch.full((len(im), H, W), 3.0)), folder)],
+                              batch_size=4, dtype=torch.float16, device=torch.device("cpu"), progress=False)
+    assert summary.skipped["depth"] == len(left) and summary.written["depth"] == KEYFRAME_IMAGES - len(left)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in folder.glob("*.npy"))
+    assert len(list(folder.iterdir())) == KEYFRAME_IMAGES
