@@ -6,6 +6,7 @@ of the converter's rules) with the shapes of the model being converted into.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from pgocc.config import KernelConfig, ModelConfig
 from pgocc.errors import CheckpointError
 from pgocc.model import PGOcc
 from pgocc.model.state_keys import RELEASED_BUFFERS, convert_released
+from pgocc.training.checkpoint import load_exported
 
 DEC = "pts_bbox_head.transformer.gaussians_decoder."
 
@@ -144,12 +146,21 @@ def test_convert_lists_missing_unexpected_and_shapes() -> None:
 
 
 def test_cli_converts_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The output is an export whose embedded config is the one converted into (here tiny in released fidelity), so
+    ``pgocc infer --checkpoint OUT`` rebuilds that model without --config."""
     cfg = tiny().model
-    src_path, out_path = tmp_path / "released.pth", tmp_path / "ours.pth"
+    src_path, out_path = tmp_path / "released.pth", tmp_path / "ours.safetensors"
     torch.save({"meta": {}, "state_dict": synthetic_released(cfg)}, src_path)
-    assert main(["convert-checkpoint", str(src_path), "--out", str(out_path), "--config", "configs.tiny:tiny"]) == 0
+    argv = ["convert-checkpoint", str(src_path), "--out", str(out_path), "--config", "configs.tiny:tiny"]
+    assert main([*argv, "--set", "model.fidelity=released"]) == 0
     assert f"stored grids dropped) -> {out_path}" in capsys.readouterr().out
-    PGOcc(cfg, tiny().kernels).load_state_dict(torch.load(out_path, weights_only=True), strict=True)
+    embedded, state = load_exported(out_path)
+    assert embedded.model.fidelity == "released"
+    assert dataclasses.replace(embedded.model, fidelity="paper") == cfg
+    PGOcc(embedded.model, embedded.kernels).load_state_dict(state, strict=True)
+    assert main(["convert-checkpoint", str(src_path), "--out", str(tmp_path / "ours.pth"),
+                 "--config", "configs.tiny:tiny"]) == 2
+    assert "--out" in capsys.readouterr().err and not (tmp_path / "ours.pth").exists()
     bad = synthetic_released(cfg)
     del bad["img_backbone.conv1.weight"]
     torch.save(bad, src_path)

@@ -2,9 +2,10 @@
 
 Reads the released ``.pth`` (a state dict, or one under ``state_dict``), renames every learned tensor, drops the
 stored pixel/voxel grids, checks the result against the model built from ``--config`` (default
-``configs.released:released``, whose sizes and fidelity switches are the released ones) and writes a plain state
-dict that ``PGOcc.load_state_dict`` accepts. A mismatch raises ``CheckpointError`` listing every missing, unexpected
-and mis-shaped key.
+``configs.released:released``, whose sizes and fidelity switches are the released ones) and writes an exported
+model: a ``.safetensors`` file with that config embedded, as ``pgocc train`` exports, so that ``pgocc infer
+--checkpoint OUT`` rebuilds the released model by itself. A mismatch raises ``CheckpointError`` listing every
+missing, unexpected and mis-shaped key.
 """
 
 from __future__ import annotations
@@ -19,17 +20,22 @@ HELP = "convert the authors' released PG-Occ checkpoint to this model's state-di
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="the released checkpoint (.pth)")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the converted state dict")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="where to write the converted model (.safetensors, the config embedded)")
     add_experiment_arguments(parser, default="configs.released:released")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from pgocc.errors import CheckpointError
+    from pgocc.errors import CheckpointError, ConfigError
     from pgocc.model import PGOcc
     from pgocc.model.state_keys import RELEASED_BUFFERS, convert_released, read_state_dict
+    from pgocc.training.checkpoint import export_model
 
+    if args.out.suffix != ".safetensors":
+        raise ConfigError(f"--out: the converted model is written as .safetensors (its config embedded), got "
+                          f"{args.out}")
     cfg = experiment_from_args(args)
     raw = read_state_dict(args.source, "SOURCE")
     # Shapes are all the check needs: a meta-device model allocates nothing.
@@ -39,10 +45,7 @@ def run(args: argparse.Namespace) -> int:
         converted = convert_released(raw, model.state_dict())
     except CheckpointError as exc:
         raise CheckpointError(f"{args.source}: {exc}") from None
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    torch.save(converted, tmp)
-    tmp.replace(args.out)
+    export_model(converted, cfg, args.out)
     dropped = sum(k in RELEASED_BUFFERS for k in raw)
     print(f"converted {len(converted)} tensors ({dropped} stored grids dropped) -> {args.out}")
     return 0
