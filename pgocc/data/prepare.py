@@ -133,9 +133,12 @@ def prepare_targets(index: DatasetIndex, jobs: list[TargetJob], *, batch_size: i
                     for path, array in zip(paths, _checked(job, out, paths, size, dtype), strict=True):
                         pending.append(writer.submit(write_target, path, array))
                     written[job.teacher.kind] += len(rows)
+            # Re-raise failed writes; wait for the oldest while too many are queued (bounds the memory they hold).
             for done in [p for p in pending if p.done()]:
-                done.result()  # re-raises a failed write
+                done.result()
             pending = [p for p in pending if not p.done()]
+            while len(pending) > 4 * batch_size * len(jobs):
+                pending.pop(0).result()
             bar.update(len(items))
         for p in pending:
             p.result()
