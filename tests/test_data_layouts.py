@@ -196,6 +196,9 @@ def _damage(entries: list[dict], how: str) -> tuple[object, str]:
     if how == "no_cams":
         del e["cams"]
         return entries, r"entry 1: expected token, timestamp, cams"
+    if how == "lidar_sweeps":  # mmdet3d's own infos: LiDAR sweeps, not the original's camera sweeps
+        e["sweeps"] = [{"data_path": "./data/nuscenes/sweeps/LIDAR_TOP/x.pcd.bin", "type": "lidar"}]
+        return entries, r"entry 1: sweeps\[0\] names a LiDAR sweep"
     if how == "version":
         return entries, "metadata says version 'v1.0-trainval'"
     if how == "not_infos":
@@ -204,7 +207,7 @@ def _damage(entries: list[dict], how: str) -> tuple[object, str]:
 
 
 @pytest.mark.parametrize("how", ["camera", "timestamp", "scene", "missing", "extra", "duplicate", "foreign_sweep",
-                                 "sweep_order", "no_cams", "version", "not_infos"])
+                                 "sweep_order", "no_cams", "lidar_sweeps", "version", "not_infos"])
 def test_info_pickle_disagreements_are_refused(tiny_world: Path, tmp_path: Path, how: str) -> None:  # noqa: F811
     data, message = _damage(_hand_built_infos(tiny_world, order="tables"), how)
     path = tmp_path / "nuscenes_infos_all_sweep.pkl"

@@ -83,6 +83,12 @@ def read_infos(path: Path, version: str) -> list[InfoSample]:
     out = []
     for i, entry in enumerate(data):
         where = f"{path}: entry {i}"
+        listed = entry.get("sweeps") if isinstance(entry, dict) else None
+        for j, sweep in enumerate(listed if isinstance(listed, list) else []):
+            if not isinstance(sweep, dict) or not any(cam in sweep for cam in CAMERAS):
+                kind = "a LiDAR sweep" if isinstance(sweep, dict) and "data_path" in sweep else "no camera"
+                raise DataError(f"{where}: sweeps[{j}] names {kind}; expected camera sweeps {{CAM: {{data_path: …}}}} "
+                                "as in the original's *_sweep.pkl (mmdet3d's own infos list LiDAR sweeps)")
         try:
             cams = {cam: image_path(rec["data_path"]) for cam, rec in entry["cams"].items()}
             sweeps = [{cam: image_path(rec["data_path"]) for cam, rec in sweep.items() if cam in CAMERAS}
