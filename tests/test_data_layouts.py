@@ -16,7 +16,7 @@ from pgocc.config import DataConfig
 from pgocc.data import Batch, build_dataset, build_index
 from pgocc.data.layout import CAMERAS
 from pgocc.errors import DataError
-from tests.data_fixtures import TINY_SPEC, original_world, tiny_world  # noqa: F401
+from tests.data_fixtures import TINY_SPEC, clone_world, original_world, tiny_world  # noqa: F401
 
 VERSION = TINY_SPEC.version
 
@@ -90,6 +90,24 @@ def test_target_folders_may_be_absolute(original_world: Path) -> None:  # noqa: 
                           labels_dir=str(original_world / "nuscenes" / "gts"),
                           val_infos=str(original_world / "nuscenes" / "nuscenes_infos_val_sweep.pkl"))
     _assert_same_batch(relative[0], build_dataset(absolute, "val", num_frames=1, feature_dim=384, mode="test")[0])
+
+
+def test_npz_targets_in_float16_read_as_the_npy_ones(original_world: Path, tmp_path: Path) -> None:  # noqa: F811
+    """Features as float16 .npz (array 'features'), depth as .npz with one unnamed array: the same batches."""
+    out = clone_world(original_world, tmp_path / "out")
+    for path in sorted((out / "nuscenes_featup").iterdir()):
+        array = np.load(path)
+        path.unlink()
+        np.savez(path.with_suffix(".npz"), features=array.astype(np.float16))
+    for path in sorted((out / "nuscenes_metric3d").iterdir()):
+        array = np.load(path)
+        path.unlink()
+        np.savez_compressed(path.with_suffix(".npz"), array)
+    assert not list((out / "nuscenes_featup").glob("*.npy"))
+    npy = build_dataset(_original_config(original_world), "val", num_frames=2, feature_dim=384, mode="test")
+    npz = build_dataset(_original_config(out), "val", num_frames=2, feature_dim=384, mode="test")
+    for i in range(len(npy)):
+        _assert_same_batch(npy[i], npz[i])
 
 
 # ---- info pickles ------------------------------------------------------------------------------------------------
