@@ -64,22 +64,30 @@ def run(tiny_world: Path, checkpoint: Path, tmp_path_factory: pytest.TempPathFac
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         code = main(_args("--dataroot", str(tiny_world), "--checkpoint", str(checkpoint), "--num-samples", "2",
-                          "--out", str(out), "--pictures", "1", *[a for q in QUERIES for a in ("--query", q)]))
+                          "--out", str(out), "--pictures", "1", "--no-rayiou",
+                          *[a for q in QUERIES for a in ("--query", q)]))
     assert code == 0, stderr.getvalue()
     return out, stdout.getvalue(), stderr.getvalue()
 
 
 def _sample_dirs(run_dir: Path) -> list[Path]:
-    return sorted(p.parent for p in run_dir.glob("samples/*/*/occupancy.npz"))
+    return sorted(p.parent for p in run_dir.glob("samples/*/*/queries.npz"))
 
 
-def test_writes_occupancy_per_sample(run: tuple[Path, str, str]) -> None:
+def _pred(run_dir: Path, token: str) -> np.ndarray:
+    with np.load(run_dir / "predictions" / f"{token}.npz") as z:
+        return z["pred"]
+
+
+def test_writes_predictions_and_query_volumes_per_sample(run: tuple[Path, str, str]) -> None:
     run_dir, _, _ = run
     dirs = _sample_dirs(run_dir)
     assert len(dirs) == 2
+    assert sorted(p.stem for p in (run_dir / "predictions").glob("*.npz")) == sorted(d.name for d in dirs)
     for d in dirs:
-        with np.load(d / "occupancy.npz") as z:
-            labels, similarity, queries = z["labels"], z["similarity"], z["queries"]
+        labels = _pred(run_dir, d.name)
+        with np.load(d / "queries.npz") as z:
+            similarity, queries = z["similarity"], z["queries"]
         assert labels.shape == (200, 200, 16) and labels.dtype == np.uint8
         # The readout predicts 1..11 and 13..17 (never others/other_flat, docs/model.md §6.1).
         assert set(np.unique(labels)) <= set(range(1, 12)) | set(range(13, 18))
@@ -98,15 +106,18 @@ def test_metrics_match_the_labels_on_disk(run: tuple[Path, str, str], tiny_world
     for d in _sample_dirs(run_dir):
         scene, token = d.parent.name, d.name
         gt, _, camera = load_labels(tiny_world / "gts" / scene / token / "labels.npz")
-        with np.load(d / "occupancy.npz") as z:
-            metric.update(z["labels"], gt, camera)
+        metric.update(_pred(run_dir, token), gt, camera)
     expected = metric.compute().as_dict()
-    got = summary["metrics"]
+    got = summary["metrics"]["occupancy"]
+    assert json.loads((run_dir / "eval.json").read_text()) == summary["metrics"]
     assert got["samples"] == 2 and got["voxels"] == expected["voxels"] > 0
     assert got["geometric_iou"] == pytest.approx(expected["geometric_iou"])
-    assert got["miou"] == pytest.approx(expected["miou"])
+    assert got["miou"] == pytest.approx(expected["miou"], nan_ok=True)
     assert got["per_class_iou"] == pytest.approx(expected["per_class_iou"], nan_ok=True)
-    assert f"geometric IoU {100 * expected['geometric_iou']:.2f} %" in stdout
+    assert summary["metrics"]["rays"] is None                                  # --no-rayiou
+    assert f"geometric IoU {100 * expected['geometric_iou']:5.1f} %" in stdout
+    # the tiny world is exact (no depth noise): the rendered depth is scored against it
+    assert summary["depth"]["images"] == 2 * 6 and 0 <= summary["depth"]["delta_1.25"] <= 1
 
 
 def test_run_directory_files_and_summary(run: tuple[Path, str, str], checkpoint: Path) -> None:
@@ -121,7 +132,7 @@ def test_run_directory_files_and_summary(run: tuple[Path, str, str], checkpoint:
     for name in summary["files"]:
         assert (run_dir / name).is_file(), name
     assert not list(run_dir.rglob(".*.tmp")), "temporary files left behind"
-    assert "2 sample(s)" in stdout and "2 occupancy.npz" in stdout and "RANDOMLY" not in stderr
+    assert "2 sample(s)" in stdout and "predictions/<token>.npz" in stdout and "RANDOMLY" not in stderr
     assert "infer: 100%" in stderr  # the progress bar
 
 
@@ -138,8 +149,7 @@ def test_pictures_of_the_first_sample_show_its_labels(run: tuple[Path, str, str]
             im.verify()
         with Image.open(d / name) as im:
             assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 300
-    with np.load(d / "occupancy.npz") as z:
-        top = top_labels(z["labels"])
+    top = top_labels(_pred(run_dir, d.name))
     pixels = np.asarray(Image.open(d / "bev.png").convert("RGB")).reshape(-1, 3)
     for label in np.unique(top[top != 17]):
         assert (pixels == OCC3D_COLORS[label]).all(1).any(), f"class {label} is not drawn in bev.png"
@@ -160,8 +170,9 @@ def test_without_labels_or_checkpoint_default_run_dir(tiny_world: Path, tmp_path
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["metrics"] is None and summary["weights"].startswith("random initialisation")
     (d,) = _sample_dirs(run_dir)
-    with np.load(d / "occupancy.npz") as z:
-        assert z["labels"].shape == (32, 32, 16) and z["similarity"].shape == (1, 32, 32, 16)
+    assert _pred(run_dir, d.name).shape == (32, 32, 16) and not (run_dir / "eval.json").exists()
+    with np.load(d / "queries.npz") as z:
+        assert z["similarity"].shape == (1, 32, 32, 16)
     assert (d / "bev.png").is_file() and (d / "query_0_tree.png").is_file()
 
 

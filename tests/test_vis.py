@@ -10,6 +10,7 @@ from PIL import Image
 
 from pgocc.vis import OCC3D_COLORS, bev_picture, camera_picture, query_picture, top_labels
 from pgocc.vis.bev import _extent, _view
+from pgocc.vis.cameras import feature_pca
 
 CAR, ROAD, MANMADE, FREE = 4, 11, 15, 17
 
@@ -91,11 +92,31 @@ def test_camera_picture(tmp_path: Path, seed: int) -> None:
     images = rng.integers(0, 256, (6, 45, 80, 3), dtype=np.uint8)
     depth = rng.random((6, 45, 80)).astype(np.float32) * 40
     depth[:, :10] = 0
-    rgb = _rgb(camera_picture(tmp_path / "cams.png", images, depth, title="by hand"))
+    features = rng.standard_normal((6, 45, 80, 8)).astype(np.float32)
+    rgb = _rgb(camera_picture(tmp_path / "cams.png", images, rendered=depth, foundation=depth + 1, features=features,
+                              title="by hand"))
     assert rgb.shape[0] > 300 and rgb.shape[1] > 600
     assert not list(tmp_path.glob(".*.tmp"))
-    camera_picture(tmp_path / "none.png", images, np.zeros((6, 45, 80)))  # nothing rendered: still a picture
+    camera_picture(tmp_path / "none.png", images, rendered=np.zeros((6, 45, 80)))  # nothing rendered: a picture
     with pytest.raises(ValueError, match="images must be uint8"):
-        camera_picture(tmp_path / "bad.png", images.astype(np.float32), depth)
-    with pytest.raises(ValueError, match="depth must be"):
-        camera_picture(tmp_path / "bad.png", images, depth[:5])
+        camera_picture(tmp_path / "bad.png", images.astype(np.float32), rendered=depth)
+    with pytest.raises(ValueError, match="rendered depth must be"):
+        camera_picture(tmp_path / "bad.png", images, rendered=depth[:5])
+    with pytest.raises(ValueError, match="features must be"):
+        camera_picture(tmp_path / "bad.png", images, rendered=depth, features=features[..., 0])
+
+
+def test_feature_pca_separates_two_features_and_leaves_empty_pixels_black() -> None:
+    f = np.zeros((1, 2, 3, 4))
+    f[0, 0, :] = [1.0, 0, 0, 0]
+    f[0, 1, :2] = [0, 0, 5.0, 0]                  # two distinct features; pixel (1, 2) renders nothing
+    rgb = feature_pca(f)
+    assert rgb.shape == (1, 2, 3, 3) and (rgb[0, 1, 2] == 0).all()
+    assert not np.allclose(rgb[0, 0, 0], rgb[0, 1, 0])         # different features, different colours
+    np.testing.assert_allclose(rgb[0, 0, 0], rgb[0, 0, 2])      # one feature, one colour
+
+
+def test_every_class_colour_stands_out_from_free_space() -> None:
+    free = OCC3D_COLORS[FREE].astype(int)
+    for c in range(FREE):
+        assert np.abs(OCC3D_COLORS[c].astype(int) - free).sum() > 100, f"class {c} is hard to tell from free"

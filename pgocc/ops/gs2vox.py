@@ -41,7 +41,8 @@ Error bound of the cut-off against the exact (untruncated) sum: for every point 
 default r = 5 gives c = exp(−12.5) = 3.73e-6 of a Gaussian's peak: at the readout's free-space threshold (density
 0.04) one Gaussian of opacity 1 changes the field by at most 1.9e-4·max|f|.
 
-Implementations: ``reference`` (dense PyTorch, any float dtype, chunked over points) and ``triton`` (float32:
+Implementations: ``reference`` (dense PyTorch, any float dtype, chunked over points), ``boxed`` (PyTorch, each
+Gaussian visits only the voxels of its support's bounding box: the fast CPU readout) and ``triton`` (float32:
 Gaussians binned to voxel tiles and gathered per tile, float32 accumulation, no atomics; deterministic).
 """
 
@@ -67,6 +68,7 @@ DENSITY_EPS = 1e-6
 
 IMPLS: dict[str, Impl] = {
     "reference": Impl("reference.gs2vox:gs2vox", deterministic=True),
+    "boxed": Impl("reference.gs2vox:gs2vox_boxed", deterministic=True),
     "triton": Impl("kernels_triton.gs2vox:gs2vox", deterministic=True),
 }
 

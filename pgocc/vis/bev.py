@@ -84,7 +84,7 @@ def bev_picture(path: str | os.PathLike[str], pred: np.ndarray, gt: np.ndarray |
         ax.imshow(_view(rgb), extent=extent, interpolation="nearest")
         occupied = int((top != FREE).sum())
         _decorate(ax, f"{name}\n{occupied} occupied columns" if occupied else f"{name}\nno occupied voxel")
-    class_legend(fig, np.concatenate([p[1].ravel() for p in panels]))
+    class_legend(fig, np.concatenate([p[1].ravel() for p in panels]), unobserved=gt_mask is not None)
     if title:
         fig.suptitle(title, fontsize=11)
     return save_png(fig, path)

@@ -1,4 +1,5 @@
-"""The six camera images of a frame beside the depth the Gaussians render into them."""
+"""Per camera: the image, the foundation depth the model was given, the depth its Gaussians render, and the first
+three principal components of the features they render (as RGB)."""
 
 from __future__ import annotations
 
@@ -11,53 +12,86 @@ import numpy as np
 from pgocc.data.layout import CAMERAS
 from pgocc.vis.palette import new_figure, save_png
 
-LAYOUT: tuple[tuple[str, ...], ...] = (
-    ("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT"),
-    ("CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT"),
-)
-"""Where each camera goes: front row, then back row, as seen from the driver's seat (left on the left)."""
+ORDER: tuple[str, ...] = ("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_LEFT", "CAM_BACK",
+                          "CAM_BACK_RIGHT")
+"""Column order: the front cameras, then the back ones, each left to right as seen from the driver's seat."""
 
 
-def camera_picture(path: str | os.PathLike[str], images: np.ndarray, depth: np.ndarray, *,
-                   cameras: Sequence[str] = CAMERAS, title: str = "", depth_label: str = "rendered depth (m)"
-                   ) -> Path:
-    """Each camera's image above its depth map (one shared colour scale; pixels with depth 0 are left dark).
+def feature_pca(features: np.ndarray) -> np.ndarray:
+    """[N, H, W, D] rendered features → [N, H, W, 3] RGB in [0, 1]: the projection of every non-zero pixel on the
+    three principal components of all of them (shared by the cameras, so one colour means one feature), each
+    stretched between its 1st and 99th percentile; zero pixels (nothing rendered) black."""
+    n, h, w, d = features.shape
+    flat = features.reshape(-1, d).astype(np.float64)
+    covered = np.abs(flat).sum(1) > 0
+    out = np.zeros((flat.shape[0], 3))
+    if covered.sum() >= 3:
+        x = flat[covered] - flat[covered].mean(0)
+        _, _, vt = np.linalg.svd(x, full_matrices=False)
+        k = min(3, vt.shape[0])
+        proj = x @ vt[:k].T
+        lo, hi = np.percentile(proj, 1, axis=0), np.percentile(proj, 99, axis=0)
+        out[covered, :k] = np.clip((proj - lo) / np.maximum(hi - lo, 1e-12), 0, 1)
+    return out.reshape(n, h, w, 3)
+
+
+def camera_picture(path: str | os.PathLike[str], images: np.ndarray, *, rendered: np.ndarray,
+                   foundation: np.ndarray | None = None, features: np.ndarray | None = None,
+                   cameras: Sequence[str] = CAMERAS, title: str = "") -> Path:
+    """One column per camera; rows: image, foundation depth, rendered depth (one colour scale for both depths;
+    pixels with depth 0 are black), rendered-feature PCA.
 
     Args:
         path: PNG to write.
         images: [N, H, W, 3] uint8 RGB, in the order of ``cameras``.
-        depth: [N, H', W'] float metres, in the order of ``cameras`` (0 = nothing rendered).
-        cameras: the N camera names (must include the six of :data:`LAYOUT`).
+        rendered: [N, H', W'] depth rendered from the Gaussians, metres (0 = nothing rendered).
+        foundation: [N, H', W'] the model's input depth, metres; None: row left out.
+        features: [N, H', W', D] rendered features; None: row left out.
+        cameras: the N camera names (must include the six of :data:`ORDER`).
         title: figure title (sample name).
-        depth_label: colour-bar caption.
     """
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"camera_picture: images must be uint8 [N, H, W, 3] RGB, got {images.dtype} {images.shape}")
-    if depth.ndim != 3 or depth.shape[0] != images.shape[0] or len(cameras) != images.shape[0]:
-        raise ValueError(f"camera_picture: depth must be [N={images.shape[0]}, H, W] and cameras N names, got "
-                         f"depth {depth.shape} and {len(cameras)} names")
+    n = images.shape[0]
+    for name, a, dims in (("rendered depth", rendered, "H, W"), ("foundation depth", foundation, "H, W"),
+                          ("features", features, "H, W, D")):
+        if a is not None and (a.ndim != dims.count(",") + 2 or a.shape[0] != n):
+            raise ValueError(f"camera_picture: {name} must be [N={n}, {dims}], got {a.shape}")
+    if len(cameras) != n:
+        raise ValueError(f"camera_picture: {len(cameras)} camera names for {n} images")
     row_of = {name: i for i, name in enumerate(cameras)}
-    covered = depth[depth > 0]
+    reference = foundation if foundation is not None else rendered
+    covered = reference[reference > 0]
     vmax = float(np.percentile(covered, 99)) if covered.size else 1.0
+    rows: list[tuple[str, np.ndarray, bool]] = [("image", images, False)]
+    if foundation is not None:
+        rows.append(("foundation depth (input)", foundation, True))
+    rows.append(("rendered depth" + ("" if (rendered > 0).any() else " — nothing rendered"), rendered, True))
+    if features is not None:
+        rows.append(("rendered features, PCA → RGB", feature_pca(features), False))
     aspect = images.shape[1] / images.shape[2]
-    fig = new_figure(12.0, 4 * 4.0 * aspect + 1.6)
-    fig.subplots_adjust(left=0.01, right=0.9, top=0.93, bottom=0.01, wspace=0.03, hspace=0.12)
-    image = None
-    for r, row in enumerate(LAYOUT):
-        for c, name in enumerate(row):
-            n = row_of[name]
-            ax = fig.add_subplot(4, 3, 2 * r * 3 + c + 1)
-            ax.imshow(images[n])
-            ax.set_title(name, fontsize=9)
-            ax.set_axis_off()
-            ax = fig.add_subplot(4, 3, (2 * r + 1) * 3 + c + 1)
-            ax.set_facecolor("black")
-            image = ax.imshow(np.ma.masked_less_equal(depth[n], 0), cmap="turbo", vmin=0.0, vmax=vmax,
-                              interpolation="nearest")
+    width = 16.0
+    fig = new_figure(width, len(rows) * (width / 6) * aspect + 1.4)
+    fig.subplots_adjust(left=0.04, right=0.92, top=0.9, bottom=0.02, wspace=0.03, hspace=0.18)
+    depth_image = None
+    for r, (label, data, is_depth) in enumerate(rows):
+        for c, name in enumerate(ORDER):
+            ax = fig.add_subplot(len(rows), len(ORDER), r * len(ORDER) + c + 1)
+            if is_depth:
+                ax.set_facecolor("black")
+                depth_image = ax.imshow(np.ma.masked_less_equal(data[row_of[name]], 0), cmap="turbo", vmin=0.0,
+                                        vmax=vmax, interpolation="nearest")
+            else:
+                ax.imshow(data[row_of[name]], interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-    cax = fig.add_axes((0.92, 0.1, 0.02, 0.8))
-    fig.colorbar(image, cax=cax, label=depth_label + ("" if covered.size else " — nothing rendered"))
+            if r == 0:
+                ax.set_title(name.removeprefix("CAM_"), fontsize=9)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+    if depth_image is not None:
+        cax = fig.add_axes((0.935, 0.15, 0.012, 0.6))
+        fig.colorbar(depth_image, cax=cax, label="depth (m)")
     if title:
         fig.suptitle(title, fontsize=11)
     return save_png(fig, path)

@@ -1,4 +1,5 @@
-"""Occ3D class colours (the palette of the Occ3D / SurroundOcc visualisations) and the shared figure helpers."""
+"""Occ3D class colours (the palette of the Occ3D / SurroundOcc visualisations, with manmade darkened from its
+near-white lavender so that it stands out from free space) and the shared figure helpers."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ OCC3D_COLORS: np.ndarray = np.array([
     (139, 137, 137),    # 12 other_flat
     (75, 0, 75),        # 13 sidewalk
     (150, 240, 80),     # 14 terrain
-    (230, 230, 250),    # 15 manmade
+    (110, 110, 190),    # 15 manmade (the usual (230, 230, 250) is hard to tell from white free space)
     (0, 175, 0),        # 16 vegetation
     (255, 255, 255),    # 17 free
 ], np.uint8)
@@ -46,13 +47,17 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def class_legend(fig: Figure, labels: np.ndarray) -> None:
-    """A legend at the figure's bottom listing the classes present in ``labels`` (free excluded)."""
+def class_legend(fig: Figure, labels: np.ndarray, *, unobserved: bool = False) -> None:
+    """A legend at the figure's bottom: the classes present in ``labels``, then what white (free: no occupied voxel
+    in the column) and, with ``unobserved``, grey (no camera sees the column, so it is not scored) mean."""
     present = [int(c) for c in np.unique(labels) if c < len(OCC3D_CLASSES) - 1]
-    if not present:
-        return
     handles = [Patch(facecolor=OCC3D_COLORS[c] / 255, edgecolor="black", linewidth=0.5,
                      label=f"{c} {OCC3D_CLASSES[c]}") for c in present]
+    handles.append(Patch(facecolor=OCC3D_COLORS[-1] / 255, edgecolor="black", linewidth=0.5,
+                         label="free (no occupied voxel)"))
+    if unobserved:
+        handles.append(Patch(facecolor=np.array(UNOBSERVED_RGB) / 255, edgecolor="black", linewidth=0.5,
+                             label="unobserved (not scored)"))
     fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=8, frameon=False)
 
 

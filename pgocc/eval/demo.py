@@ -1,0 +1,226 @@
+"""The demo (``pgocc demo``, ``make demo``): the shipped model at work on a world it has never seen.
+
+    1. a small held-out synthetic world (written once, reused after)
+    2. the checkpoint (pgocc/assets/demo.safetensors by default) on its first samples: occupancy, text queries
+       (one of them a synonym no training prompt used), pictures, scores (pgocc.eval.infer)
+    3. the same model untrained (its seeded random initialisation) and a label-only ground-plane guess on the same
+       samples: what the trained numbers are worth
+    4. the training curves from the metrics.jsonl beside the checkpoint (``<name>.metrics.jsonl``), when it belongs
+       to it (its last step is the checkpoint's train.num_steps)
+    5. report.md: metrics table, what each query found, the pictures
+
+Swapping the checkpoint (and its metrics.jsonl) is all it takes to demo another model of the same world format.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pgocc.data.occ3d import OCC3D_CLASSES, load_labels
+from pgocc.data.synthetic import WorldSpec
+from pgocc.errors import DataError
+from pgocc.eval.baselines import ground_plane_labels
+from pgocc.eval.infer import InferOptions, InferResult, build_model, resolve_experiment, run_inference
+from pgocc.eval.predictions import EvalScores, label_files, write_json, write_prediction
+
+WORLD = WorldSpec(seed=0, scenes=1, keyframes=3, sweeps=2, width=352, height=198)
+"""The held-out world: seed 0 (the shipped checkpoint trained on seed 1 and validated on seed 2, Makefile
+demo-checkpoint), one scene, the half resolution the checkpoint was trained at."""
+
+QUERIES: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("car", (OCC3D_CLASSES.index("car"),)),
+    ("automobile", (OCC3D_CLASSES.index("car"),)),
+    ("tree", (OCC3D_CLASSES.index("vegetation"),)),
+)
+"""(text, the Occ3D labels it names). "car" is a training prompt; "automobile" and "tree" are not (the world's
+features were made from the prompts of docs/model.md §6.1), so they test the open vocabulary."""
+
+SAMPLES = 2
+"""Samples scored: the scene's first keyframes."""
+
+
+@dataclass
+class DemoResult:
+    """Where the demo wrote things, and its headline numbers."""
+
+    report: Path
+    trained: InferResult
+    untrained: InferResult
+    seconds: float
+
+
+def ensure_world(path: Path, spec: WorldSpec = WORLD) -> bool:
+    """Write the world ``spec`` at ``path`` unless a world is there already (a world is written under a temporary
+    name and renamed, so its presence means it is whole); True if it was written now. DataError if ``path`` holds
+    a world of another spec."""
+    from pgocc.data.synthetic import load_spec, make_synthetic
+
+    if (path / "world.json").is_file():
+        found = load_spec(path)
+        if found != spec:
+            raise DataError(f"{path}: holds another synthetic world ({found}); the demo needs {spec} (delete the "
+                            "folder or pass another --world)")
+        return False
+    make_synthetic(path, spec, progress=True)
+    return True
+
+
+def _query_findings(result: InferResult, labels_root: Path, queries: Sequence[tuple[str, tuple[int, ...]]]
+                    ) -> dict[str, tuple[int, dict[str, float]]]:
+    """Per query: (n, share of each ground-truth label among its n most similar camera-visible voxels), n being
+    the number of camera-visible voxels of the classes it names, summed over the samples."""
+    labels = label_files(labels_root)
+    counts = {q: np.zeros(len(OCC3D_CLASSES), np.int64) for q, _ in queries}
+    for volumes in sorted(result.run_dir.glob("samples/*/*/queries.npz")):
+        gt, _, mask = load_labels(labels[volumes.parent.name])
+        with np.load(volumes) as z:
+            similarity = z["similarity"].astype(np.float32)
+        g = gt[mask]
+        for k, (q, classes) in enumerate(queries):
+            n = int(np.isin(g, classes).sum())
+            if n:
+                top = np.argsort(-similarity[k][mask], kind="stable")[:n]
+                counts[q] += np.bincount(g[top], minlength=len(OCC3D_CLASSES))
+    return {q: (int(c.sum()), {OCC3D_CLASSES[i]: c[i] / c.sum() for i in np.argsort(-c) if c[i]} if c.sum() else {})
+            for q, c in counts.items()}
+
+
+def _ground_plane(result: InferResult, labels_root: Path, world: Path, version: str, out: Path) -> EvalScores:
+    """The ground-plane guess (driveable surface on the ground layer, free elsewhere) scored on the samples of
+    ``result`` (with RayIoU when ``result`` has it)."""
+    from pgocc.data.occ3d import GRID_SHAPE
+    from pgocc.eval.predictions import scene_origins, score_predictions
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = [write_prediction(out, p.stem, ground_plane_labels(GRID_SHAPE))
+             for p in sorted((result.run_dir / "predictions").glob("*.npz"))]
+    origins = None
+    if result.scores is not None and result.scores.rays is not None:
+        from pgocc.data.index import build_index
+
+        ix = build_index(world, version, "all")
+        origins = scene_origins(ix.scene_name, ix.ego2global, ix.lidar2ego, ix.sample_token)
+    return score_predictions(files, label_files(labels_root), origins)
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f} %"
+
+
+def _report(out: Path, checkpoint: Path, world: Path, trained: InferResult, untrained: InferResult,
+            ground: EvalScores, findings: dict[str, tuple[int, dict[str, float]]], curves: Path | None,
+            curves_note: str, seconds: float) -> Path:
+    """report.md: metrics beside the baselines, what the queries found, the pictures."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def occ(r: EvalScores | None, key: str) -> str:
+        return "—" if r is None else _pct(getattr(r.occupancy, key))
+
+    def ray(r: EvalScores | None) -> str:
+        return "—" if r is None or r.rays is None else _pct(r.rays.rayiou)
+
+    t, u = trained.scores, untrained.scores
+    for name, key in (("mIoU, 15 classes", "miou"), ("mIoU, 17 classes", "miou_17"),
+                      ("geometric IoU", "geometric_iou"), ("geometric IoU above the ground layer",
+                                                           "geometric_iou_above_ground")):
+        rows.append((name, occ(t, key), occ(u, key), occ(ground, key)))
+    rows.append(("RayIoU (1, 2, 4 m)", ray(t), ray(u), ray(ground)))
+    for name, key in (("depth abs_rel (lower is better)", "abs_rel"), ("depth δ < 1.25", "delta_1.25")):
+        def depth(r: InferResult, key: str = key) -> str:
+            if r.depth is None:
+                return "—"
+            v = r.depth.values[key]
+            return f"{v:.3f}" if key == "abs_rel" else _pct(v)
+        rows.append((name, depth(trained), depth(untrained), "—"))
+    for q, _ in QUERIES:
+        rows.append((f"retrieval AP {q!r}",
+                     "—" if trained.retrieval is None else _pct(trained.retrieval.ap[q]),
+                     "—" if untrained.retrieval is None else _pct(untrained.retrieval.ap[q]), "—"))
+
+    def rel(p: Path) -> str:
+        return str(p.relative_to(out))
+
+    lines = [
+        "# pgocc demo", "",
+        f"The model `{checkpoint}` on {trained.samples} samples of `{world}`, a synthetic world it never saw "
+        f"(seed {WORLD.seed}; trained on seed 1). Beside it: the same model untrained (seeded random weights) and a "
+        "label-only guess (driveable surface on the ground layer, free elsewhere). Ran in "
+        f"{seconds:.0f} s ({trained.seconds_per_sample:.1f} s per sample for the trained model).", "",
+        "| metric | trained | untrained | ground plane |", "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows], "",
+        "Rules: the mIoUs average IoU over camera-visible voxels of the classes present in the ground truth (a class "
+        "absent from it is skipped, the original's rule); RayIoU is SparseOcc's (LiDAR-like rays from the scene's "
+        "keyframe origins, first hit within 1/2/4 m); depth is the rendered depth against the world's exact depth; "
+        "retrieval AP ranks the camera-visible voxels by similarity to the text. All per-class numbers: "
+        f"`{rel(trained.run_dir / 'eval.json')}`.", "",
+        "## What the queries found", "",
+        "For each text, the camera-visible voxels most similar to it, as many as there are voxels of the class it "
+        "names; the share of each true class among them (chance is that class's share of the visible voxels):", "",
+    ]
+    for q, classes in QUERIES:
+        n, shares = findings[q]
+        named = ", ".join(OCC3D_CLASSES[c] for c in classes)
+        found = ", ".join(f"{c} {_pct(s)}" for c, s in list(shares.items())[:4]) or "nothing (no such voxel)"
+        note = " — a training prompt" if q == "car" else " — never a training prompt"
+        lines.append(f"- **{q!r}** (names {named}{note}): top {n} voxels: {found}")
+    lines += ["", "## Pictures", ""]
+    for p in trained.pictures:
+        lines += [f"### {rel(p)}", "", f"![{p.stem}]({rel(p)})", ""]
+    lines += ["### training curves", ""]
+    lines += [f"![training curves]({rel(curves)})", ""] if curves is not None else [curves_note, ""]
+    path = out / "report.md"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _curves(checkpoint: Path, num_steps: int, out: Path) -> tuple[Path | None, str]:
+    """The training-curves picture of ``<checkpoint stem>.metrics.jsonl`` if it belongs to the checkpoint, and a
+    note saying why there is none otherwise."""
+    from pgocc.vis.curves import curves_picture, read_metrics
+
+    log = checkpoint.with_name(f"{checkpoint.stem}.metrics.jsonl")
+    if not log.is_file():
+        return None, f"No training curves: `{log}` (the checkpoint's metrics.jsonl) is not there."
+    train, _ = read_metrics(log)
+    if train[-1]["step"] != num_steps:
+        return None, (f"No training curves: `{log}` ends at step {train[-1]['step']} but the checkpoint was trained "
+                      f"for {num_steps} steps, so it belongs to another run.")
+    return curves_picture(out / "training_curves.png", {"training": log}), ""
+
+
+def run_demo(world: Path, checkpoint: Path, out: Path, device: torch.device, *, spec: WorldSpec = WORLD,
+             samples: int = SAMPLES, overrides: Sequence[str] = ()) -> DemoResult:
+    """The whole demo (module docstring); ``overrides`` (``--set``) e.g. shrink the model's work in tests."""
+    start = time.perf_counter()
+    ensure_world(world, spec)
+    exp = resolve_experiment(checkpoint, None, list(overrides), device, default="")
+    cfg = exp.cfg
+    cfg.data.dataroot = str(world)
+    cfg.data.val_split = "all"
+    labels_root = world / cfg.data.labels_dir
+    options = InferOptions(num_samples=samples, queries=[q for q, _ in QUERIES],
+                           query_classes=[c for _, c in QUERIES], pictures=1)
+    model, readout, weights = build_model(cfg, device, checkpoint, exp.state, exp.config)
+    trained = run_inference(cfg, model, readout, weights, InferOptions(**{**vars(options), "out": out / "trained"}),
+                            device, log_prefix="demo: trained model")
+    model, readout, weights = build_model(cfg, device)
+    untrained = run_inference(cfg, model, readout, weights,
+                              InferOptions(**{**vars(options), "out": out / "untrained", "pictures": 0}), device,
+                              log_prefix="demo: untrained model")
+    ground = _ground_plane(trained, labels_root, world, cfg.data.version, out / "ground_plane" / "predictions")
+    write_json(out / "ground_plane" / "eval.json", ground.as_dict())
+    findings = _query_findings(trained, labels_root, QUERIES)
+    curves, note = _curves(checkpoint, cfg.train.num_steps, out)
+    seconds = time.perf_counter() - start
+    report = _report(out, checkpoint, world, trained, untrained, ground, findings, curves, note, seconds)
+    return DemoResult(report=report, trained=trained, untrained=untrained, seconds=seconds)
+
