@@ -130,3 +130,5 @@ def test_rayiou_of_a_perfect_prediction_is_one_and_bad_input_raises() -> None:
         metric.update(gt, gt, torch.zeros(0, 3))
     with pytest.raises(ValueError, match="one"):
         metric.update(gt[:10], gt, ORIGIN)
+    with pytest.raises(ValueError, match="inside the grid"):
+        metric.update(gt, gt, torch.tensor([[45.0, 0.0, 1.0]]))

@@ -71,9 +71,14 @@ class RayHits:
     """Where each ray stops (:func:`first_hits`); rays are origin-major: ray r of origin t is column t·R + r."""
 
     label: torch.Tensor
-    """[G, T·R] int64 label of the stop voxel (free where the ray left the grid without a hit or never entered it)."""
+    """[G, T·R] int64 label of the stop voxel (free where the ray left the grid without a hit)."""
     distance: torch.Tensor
-    """[G, T·R] float64 metres from the origin to where the ray leaves the stop voxel (−1 where it never entered)."""
+    """[G, T·R] float64 metres from the origin to where the ray leaves the stop voxel (−1 for a ray abandoned after
+    MAX_STEPS, which a grid the size of Occ3D's never needs)."""
+
+
+OUTSIDE = -1
+"""Label of the one-voxel border padded around a grid: a ray that reaches it has left the grid."""
 
 
 def first_hits(labels: torch.Tensor, origins: torch.Tensor, directions: torch.Tensor, *,
@@ -83,7 +88,7 @@ def first_hits(labels: torch.Tensor, origins: torch.Tensor, directions: torch.Te
     Args:
         labels: [G, X, Y, Z] integer labels (17 = free) of G grids sharing the rays (e.g. ground truth and
             prediction), axis i of a grid along ego axis i.
-        origins: [T, 3] ray origins, metres in the grids' frame.
+        origins: [T, 3] ray origins inside the grid, metres in the grids' frame.
         directions: [R, 3] unit directions.
         grid_min: metres of voxel (0, 0, 0)'s lower corner.
         voxel_size: voxel edge, metres.
@@ -93,58 +98,66 @@ def first_hits(labels: torch.Tensor, origins: torch.Tensor, directions: torch.Te
     """
     if labels.ndim != 4:
         raise ValueError(f"first_hits: labels must be [G, X, Y, Z], got {tuple(labels.shape)}")
-    grids, shape = labels.shape[0], torch.tensor(labels.shape[1:], dtype=torch.int64)
-    strides = torch.tensor([labels.shape[2] * labels.shape[3], labels.shape[3], 1], dtype=torch.int64)
-    values = labels.reshape(-1).to(torch.int64).cpu()
+    grids, dims = labels.shape[0], labels.shape[1:]
     o = (origins.to(torch.float64).cpu() - torch.tensor(grid_min, dtype=torch.float64)) / voxel_size
-    d = directions.to(torch.float64).cpu()
-    per_grid = o.shape[0] * d.shape[0]
-    num = grids * per_grid
-    o = o[None, :, None, :].expand(grids, -1, d.shape[0], -1).reshape(num, 3)
-    d = d[None, None, :, :].expand(grids, o.shape[0] // (grids * d.shape[0]), -1, -1).reshape(num, 3)
+    start = torch.floor(o).to(torch.int64)
+    if ((start < 0) | (start >= torch.tensor(dims))).any():
+        raise ValueError(f"first_hits: every origin must lie inside the grid, got {origins.tolist()}")
+    # The grids with a border of OUTSIDE voxels, flattened: a step is one index increment per axis.
+    padded = torch.nn.functional.pad(labels.to(torch.int64).cpu(), (1, 1, 1, 1, 1, 1), value=OUTSIDE).reshape(-1)
+    stride = ((dims[1] + 2) * (dims[2] + 2), dims[2] + 2, 1)
+    per_grid_voxels = (dims[0] + 2) * stride[0]
 
-    # State of the rays still travelling (compacted every few steps): grid offset, voxel, ray length to the next
-    # x/y/z plane, index step and ray length per voxel along each axis (inf along an axis the ray does not move on).
-    ray = torch.arange(num)
-    offset = (ray // per_grid) * int(shape.prod())
-    voxel = torch.floor(o).to(torch.int64)
+    d = directions.to(torch.float64).cpu()
+    num_origins, num_dirs = o.shape[0], d.shape[0]
+    per_grid = num_origins * num_dirs
+    num = grids * per_grid
+    o = o[None, :, None, :].expand(grids, -1, num_dirs, -1).reshape(num, 3)
+    v = torch.floor(o).to(torch.int64)
+    d = d[None, None, :, :].expand(grids, num_origins, -1, -1).reshape(num, 3)
     step = torch.where(d >= 0, 1, -1)
-    inv = 1.0 / d
-    t_max = torch.where(d != 0, (voxel + (step > 0) - o) * inv, torch.inf)
-    t_delta = torch.where(d != 0, step * inv, torch.inf)
-    was_inside = torch.zeros(num, dtype=torch.bool)
-    alive = torch.ones(num, dtype=torch.bool)
-    last_exit = torch.full((num,), -1.0, dtype=torch.float64)
+    # Per axis: ray length to the next plane, ray length per voxel (inf along an axis the ray does not move on), and
+    # the flat-index increment of a step.
+    t_x, t_y, t_z = (torch.where(d[:, i] != 0, (v[:, i] + (step[:, i] > 0) - o[:, i]) / d[:, i], torch.inf)
+                     for i in range(3))
+    dt_x, dt_y, dt_z = (torch.where(d[:, i] != 0, step[:, i] / d[:, i], torch.inf) for i in range(3))
+    s_x, s_y, s_z = (step[:, i] * stride[i] for i in range(3))
+    ray = torch.arange(num)
+    flat = (ray // per_grid) * per_grid_voxels + ((v + 1) * torch.tensor(stride)).sum(-1)
+    last_exit = torch.zeros(num, dtype=torch.float64)
 
     label = torch.full((num,), FREE, dtype=torch.int64)
     distance = torch.full((num,), -1.0, dtype=torch.float64)
+    alive = torch.ones(num, dtype=torch.bool)
     for i in range(MAX_STEPS):
-        inside = ((voxel >= 0) & (voxel < shape)).all(-1)
-        value = values[offset + (voxel.clamp(min=0).minimum(shape - 1) * strides).sum(-1)]
-        hit = inside & (value != FREE)
-        # Where the ray leaves the current voxel: the nearest plane (whichever axis the tie-break below picks).
-        last_exit = torch.where(inside, t_max.min(-1).values, last_exit)
-        done = alive & (hit | (~inside & was_inside))    # a hit, or leaving the grid after having been inside
-        was_inside |= inside
-        stopped = ray[done]
-        distance[stopped] = last_exit[done] * voxel_size
-        label[stopped] = torch.where(hit[done], value[done], FREE)
-        alive &= ~done
+        # (stopped rays keep stepping until the next compaction, possibly out of the array: clamped, never read)
+        value = padded[flat.clamp(0, padded.numel() - 1)]
+        stop = alive & (value != FREE)
+        if bool(stop.any()):
+            stopped = ray[stop]
+            hit = value[stop] != OUTSIDE
+            # A hit ends where the ray leaves that voxel; leaving the grid ends where it left the last voxel inside.
+            exit_t = torch.minimum(torch.minimum(t_x[stop], t_y[stop]), t_z[stop])
+            distance[stopped] = torch.where(hit, exit_t, last_exit[stop]) * voxel_size
+            label[stopped] = torch.where(hit, value[stop], FREE)
+            alive &= ~stop
         if i % 8 == 7:   # drop the stopped rays
             keep = alive.nonzero()[:, 0]
             if keep.numel() == 0:
                 break
-            ray, offset, voxel, t_max, step, t_delta = (a[keep] for a in (ray, offset, voxel, t_max, step, t_delta))
-            was_inside, alive, last_exit = was_inside[keep], alive[keep], last_exit[keep]
+            ray, flat, last_exit, alive = ray[keep], flat[keep], last_exit[keep], alive[keep]
+            t_x, t_y, t_z, dt_x, dt_y, dt_z = (a[keep] for a in (t_x, t_y, t_z, dt_x, dt_y, dt_z))
+            s_x, s_y, s_z = s_x[keep], s_y[keep], s_z[keep]
         # Step into the next voxel along the axis whose plane comes first, ties broken as the original's
         # traversal: y over x, z over both.
-        x_first = (t_max[:, 0] < t_max[:, 1]) & (t_max[:, 0] < t_max[:, 2])
-        y_first = ~(t_max[:, 0] < t_max[:, 1]) & (t_max[:, 1] < t_max[:, 2])
-        move = torch.stack([x_first, y_first, ~(x_first | y_first)], -1)
-        voxel = voxel + move * step
-        t_max = t_max + torch.where(move, t_delta, 0.0)
-    lost = ray[alive]                                    # abandoned after MAX_STEPS
-    distance[lost] = torch.where(was_inside[alive], last_exit[alive] * voxel_size, -1.0)
+        x_first = (t_x < t_y) & (t_x < t_z)
+        y_first = ~(t_x < t_y) & (t_y < t_z)
+        z_first = ~(x_first | y_first)
+        last_exit = torch.where(x_first, t_x, torch.where(y_first, t_y, t_z))
+        flat = flat + torch.where(x_first, s_x, torch.where(y_first, s_y, s_z))
+        t_x = torch.where(x_first, t_x + dt_x, t_x)
+        t_y = torch.where(y_first, t_y + dt_y, t_y)
+        t_z = torch.where(z_first, t_z + dt_z, t_z)
     return RayHits(label=label.reshape(grids, per_grid), distance=distance.reshape(grids, per_grid))
 
 

@@ -16,6 +16,9 @@ ORDER: tuple[str, ...] = ("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM
                           "CAM_BACK_RIGHT")
 """Column order: the front cameras, then the back ones, each left to right as seen from the driver's seat."""
 
+DEPTH_SCALE_MAX = 80.0
+"""Metres: depths at or beyond this (a synthetic world's sky is 100 m) do not set the colour scale."""
+
 
 def feature_pca(features: np.ndarray) -> np.ndarray:
     """[N, H, W, D] rendered features → [N, H, W, 3] RGB in [0, 1]: the projection of every non-zero pixel on the
@@ -60,15 +63,17 @@ def camera_picture(path: str | os.PathLike[str], images: np.ndarray, *, rendered
     if len(cameras) != n:
         raise ValueError(f"camera_picture: {len(cameras)} camera names for {n} images")
     row_of = {name: i for i, name in enumerate(cameras)}
+    # One scale for both depths, from the foundation depth below DEPTH_SCALE_MAX (the sky, stored as 100 m, would
+    # squeeze everything else into the bottom colours); farther pixels saturate.
     reference = foundation if foundation is not None else rendered
-    covered = reference[reference > 0]
+    covered = reference[(reference > 0) & (reference < DEPTH_SCALE_MAX)]
     vmax = float(np.percentile(covered, 99)) if covered.size else 1.0
     rows: list[tuple[str, np.ndarray, bool]] = [("image", images, False)]
     if foundation is not None:
         rows.append(("foundation depth (input)", foundation, True))
     rows.append(("rendered depth" + ("" if (rendered > 0).any() else " — nothing rendered"), rendered, True))
     if features is not None:
-        rows.append(("rendered features, PCA → RGB", feature_pca(features), False))
+        rows.append(("rendered features (PCA)", feature_pca(features), False))
     aspect = images.shape[1] / images.shape[2]
     width = 16.0
     fig = new_figure(width, len(rows) * (width / 6) * aspect + 1.4)
@@ -91,7 +96,7 @@ def camera_picture(path: str | os.PathLike[str], images: np.ndarray, *, rendered
                 ax.set_ylabel(label, fontsize=8)
     if depth_image is not None:
         cax = fig.add_axes((0.935, 0.15, 0.012, 0.6))
-        fig.colorbar(depth_image, cax=cax, label="depth (m)")
+        fig.colorbar(depth_image, cax=cax, label="depth (m)", extend="max")
     if title:
         fig.suptitle(title, fontsize=11)
     return save_png(fig, path)
