@@ -4,7 +4,8 @@
 (the two agree on an idle machine).
 
 A training sample is 8 frames × 6 cameras (48 JPEG decodes + resize/crop), 18 render targets, 6 depth and 6
-feature maps and the Occ3D labels. Two synthetic worlds: nuScenes-sized 1600×900 JPEGs (decoded at 1/2 scale) and
+feature maps and the Occ3D labels; an online sample (inference as a car runs it) decodes only the 6 current
+images and reads their depth and the labels. Two synthetic worlds: nuScenes-sized 1600×900 JPEGs (decoded at 1/2 scale) and
 the demo's 704×396 (no resize). Run: ``.venv/bin/python -m pytest bench/test_loader.py --benchmark-only``.
 Generating the 1600×900 world takes about a minute on 2 cores (not timed).
 """
@@ -36,7 +37,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return request.param, root
 
 
-@pytest.mark.parametrize("mode", ["train", "test"])
+@pytest.mark.parametrize("mode", ["train", "test", "online"])
 def test_loader_samples_per_core(benchmark: Any, world: tuple[str, Path], mode: str) -> None:
     name, root = world
     spec = WORLDS[name]

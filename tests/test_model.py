@@ -161,19 +161,19 @@ def test_feature_cache_gives_the_same_features_and_skips_cached_frames(cfg: Expe
     cache = FeatureCache()
     keys = [["frame-a", "frame-b"]]
     with torch.no_grad():
-        plain = model.extract_features(batch.images)
-        cached = model.extract_features(batch.images, keys, cache)
+        plain = model.extract_features(batch.images, 6)
+        cached = model.extract_features(batch.images, 6, keys, cache)
         for p, c in zip(plain, cached, strict=True):
             torch.testing.assert_close(p, c, rtol=1e-5, atol=1e-6)
         assert len(cache) == 2
         # a cached frame is not recomputed: poison its pixels, its features stay the cached ones
         poisoned = batch.images.clone()
         poisoned[0, :6] = 0
-        again = model.extract_features(poisoned, keys, cache)
+        again = model.extract_features(poisoned, 6, keys, cache)
         for p, c in zip(plain, again, strict=True):
             torch.testing.assert_close(p, c, rtol=1e-5, atol=1e-6)
         with pytest.raises(RuntimeError, match="inference"):
-            model.train().extract_features(batch.images, keys, cache)
+            model.train().extract_features(batch.images, 6, keys, cache)
 
 
 def test_online_forward_with_a_cache_matches_the_plain_forward(cfg: ExperimentConfig) -> None:

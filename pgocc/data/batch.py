@@ -32,7 +32,9 @@ class Batch:
     """One batch of B samples. Field names are stable: the model imports them."""
 
     images: torch.Tensor
-    """[B, T·N, 3, H_in, W_in] uint8 BGR: the T frames × N cameras resized and cropped by the image transform (§7.4)."""
+    """[B, T·N, 3, H_in, W_in] uint8 BGR: the T frames × N cameras resized and cropped by the image transform (§7.4);
+    [B, N, 3, H_in, W_in], the current frame only, from the online loader (the past frames' features come from the
+    model's FeatureCache; every other per-image field still covers all T·N images)."""
     lidar2img: torch.Tensor
     """[B, T·N, 4, 4] float32: current-keyframe LiDAR frame → pixel (u·z, v·z, z, 1) of image k in the network input,
     ego-motion compensated for past frames through the global poses, image transform included (§1.4)."""
@@ -48,12 +50,13 @@ class Batch:
     depth: torch.Tensor
     """[B, N, 1, H_r, W_r] float32 metres: foundation (metric) depth of the current cameras, resampled
     corner-aligned bilinear (§7.3). A model input at inference. 0 where the source gave no depth."""
-    features: torch.Tensor
-    """[B, N, D, h, w] float32: vision-language feature maps of the current cameras (not normalised)."""
+    features: torch.Tensor | None
+    """[B, N, D, h, w] float32: vision-language feature maps of the current cameras (not normalised); None from the
+    online loader (a training target only)."""
     render_gt: torch.Tensor
     """[B, 3·N, H_r, W_r, 3] uint8 BGR: current images, then the camera sweep just before, then just after
     (each N images in camera order), resized to the render size (§5.1). Duplicates of the current images where
-    the scene has no previous/next sweep."""
+    the scene has no previous/next sweep. [B, N, H_r, W_r, 3], the current images only, from the online loader."""
     t0_2_x_geo: torch.Tensor
     """[B, 2·N, 4, 4] float32: current camera n → previous-sweep camera (rows 0..N-1), then → next-sweep camera
     (rows N..2N-1), ``inverse(cam2global[src]) @ cam2global[cur]``; identity where the sweep is missing (§5.1)."""
@@ -89,8 +92,8 @@ class Batch:
 
     @property
     def num_frames(self) -> int:
-        """T."""
-        return int(self.images.shape[1]) // self.num_cams
+        """T (from ``ego2img``, which covers every frame also where ``images`` holds only the current one)."""
+        return int(self.ego2img.shape[1]) // self.num_cams
 
     def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
         values = {}

@@ -5,10 +5,10 @@ Per sample:
 - T frames × N cameras: frame 0 is the keyframe; frames 1..T−1 come from the sample's *prev list* (its camera
   sweeps nearest first, then the previous keyframe, its sweeps, … back to the scene start). Training draws a random
   stride k ∈ [min(lo, m), min(hi, m)] with m = ⌊len/(T−1)⌋ and takes entries k−1, 2k−1, …; with at most T−1 entries
-  it takes them all and repeats the oldest (the current keyframe when there is none). Test takes the T−1 previous
-  keyframes, repeating the scene's first keyframe where the history is shorter. A camera missing from a sweep is
-  replaced by that camera's entry just before it in the list (the newer one; the keyframe for the first), with a
-  one-time warning (§7.1's fallback, without its index −1 wrap-around).
+  it takes them all and repeats the oldest (the current keyframe when there is none). Test (and online) takes the
+  T−1 previous keyframes, repeating the scene's first keyframe where the history is shorter. A camera missing from a
+  sweep is replaced by that camera's entry just before it in the list (the newer one; the keyframe for the first),
+  with a one-time warning (§7.1's fallback, without its index −1 wrap-around).
 - images: JPEG decoded at the smallest libjpeg-turbo scale that covers the network size, resized (bicubic) and
   cropped by :class:`~pgocc.data.geometry.ImageTransform` (derived from each image's own size).
 - ``ego2img = IDA · K · inverse(cam2global) · ego2global_keyframe``: every image (past ones too) is projected from
@@ -19,6 +19,12 @@ Per sample:
   after; ``t0_2_x_geo`` from the cameras' global poses; at a scene's ends the current image and the identity stand
   in, and ``source_valid`` says so (the photometric loss leaves such a source out).
 - Occ3D labels ``<labels_dir>/<scene>/<token>/labels.npz`` when ``with_labels``.
+
+Mode ``online`` is test as a car runs it (docs/model.md §6.6): only the N current images are decoded (``images``
+[1, N, …], ``render_gt`` the N current render images); the past frames keep their file names, poses and image
+transforms (from the index, no decoding), and the model takes their features from its FeatureCache, filled while
+the earlier keyframes of the scene were processed — so samples must come in order from a scene's first keyframe.
+No feature targets are read (``features`` is None); depth, labels and the pose-only ``t0_2_x_geo`` are as in test.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from pgocc.errors import DataError
 if TYPE_CHECKING:
     from pgocc.config import DataConfig
 
-Mode = Literal["train", "test"]
+Mode = Literal["train", "test", "online"]
 
 
 def _invert_rigid_batch(m: np.ndarray) -> np.ndarray:
@@ -72,8 +78,8 @@ class OccDataset(torch.utils.data.Dataset):
                  with_labels: bool = True, train_stride: tuple[int, int] = (4, 8)) -> None:
         if num_frames < 1:
             raise ValueError(f"OccDataset: num_frames must be >= 1, got {num_frames}")
-        if mode not in ("train", "test"):
-            raise ValueError(f"OccDataset: mode must be 'train' or 'test', got {mode!r}")
+        if mode not in ("train", "test", "online"):
+            raise ValueError(f"OccDataset: mode must be 'train', 'test' or 'online', got {mode!r}")
         self.index = index
         self.num_frames = num_frames
         self.mode = mode
@@ -117,12 +123,12 @@ class OccDataset(torch.utils.data.Dataset):
 
     def past_frames(self, i: int) -> np.ndarray:
         """[T−1, N] frames of the past time steps of sample ``i`` (train: random stride from torch's generator,
-        seeded per DataLoader worker; test: keyframes)."""
+        seeded per DataLoader worker; test and online: keyframes)."""
         ix = self.index
         need = self.num_frames - 1
         if need == 0:
             return np.zeros((0, len(CAMERAS)), np.int64)
-        if self.mode == "test":
+        if self.mode != "train":
             rows, s = [], i
             for _ in range(need):
                 s = ix.prev_sample[s] if ix.prev_sample[s] >= 0 else s
@@ -141,12 +147,16 @@ class OccDataset(torch.utils.data.Dataset):
 
     # ---- loading ----------------------------------------------------------------------------------------------
 
+    def _transform(self, f: int) -> tuple[Path, tuple[int, int], ImageTransform]:
+        """Path, (height, width) and network-input transform of frame ``f``, from the index alone."""
+        path = self.index.dataroot / str(self.index.frame_path[f])
+        size = (int(self.index.frame_size[f, 0]), int(self.index.frame_size[f, 1]))
+        return path, size, ImageTransform.fit(size, self.input_size, where=str(path))
+
     def _image(self, f: int, *, net_out: np.ndarray | None, render: bool) -> tuple[np.ndarray | None, np.ndarray]:
         """Load frame ``f``: the network image is written to ``net_out`` [3, H_in, W_in] (uint8 BGR) when given;
         returns the render image [H_r, W_r, 3] (uint8 BGR) if ``render``, and the [4, 4] image-transform matrix."""
-        path = self.index.dataroot / str(self.index.frame_path[f])
-        size = (int(self.index.frame_size[f, 0]), int(self.index.frame_size[f, 1]))
-        tf = ImageTransform.fit(size, self.input_size, where=str(path))
+        path, size, tf = self._transform(f)
         net = net_out is not None
         need = (max(tf.resized_size[0] if net else 0, self.render_size[0] if render else 0),
                 max(tf.resized_size[1] if net else 0, self.render_size[1] if render else 0))
@@ -194,10 +204,14 @@ class OccDataset(torch.utils.data.Dataset):
         n_cam = len(CAMERAS)
         frames = np.concatenate([ix.cams[i][None], self.past_frames(i)])  # [T, N]
         flat = frames.reshape(-1)
+        online = self.mode == "online"
 
-        images = np.empty((len(flat), 3, *self.input_size), np.uint8)
+        images = np.empty((n_cam if online else len(flat), 3, *self.input_size), np.uint8)
         idas, render_cur = [], []
         for k, f in enumerate(flat):
+            if k >= len(images):  # online: a past frame's features come from the model's cache
+                idas.append(self._transform(int(f))[2].matrix)
+                continue
             render_img, ida = self._image(int(f), net_out=images[k], render=k < n_cam)
             idas.append(ida)
             if k < n_cam:
@@ -214,7 +228,7 @@ class OccDataset(torch.utils.data.Dataset):
         render_k = np.stack([render_intrinsics(ix.calib_k[ix.frame_calib[f]], tuple(ix.frame_size[f]),
                                                self.render_size) for f in cur])
         depth = np.stack([self._depth(int(f)) for f in cur])[:, None]
-        feats = self._features(cur)
+        feats = None if online else torch.from_numpy(self._features(cur))[None]
 
         render_adj, geo, source_valid = [], [], []
         for neighbours in (ix.prev_cam[i], ix.next_cam[i]):
@@ -224,7 +238,8 @@ class OccDataset(torch.utils.data.Dataset):
                     render_adj.append(render_cur[n])
                     geo.append(np.eye(4))
                 else:
-                    render_adj.append(self._image(int(f), net_out=None, render=True)[0])
+                    if not online:
+                        render_adj.append(self._image(int(f), net_out=None, render=True)[0])
                     geo.append(_invert_rigid_batch(ix.cam2global(f)) @ cam2global[n])
 
         semantics = mask_camera = mask_lidar = None
@@ -239,8 +254,9 @@ class OccDataset(torch.utils.data.Dataset):
         return Batch(
             images=torch.from_numpy(images)[None],
             lidar2img=f32(lidar2img), ego2img=f32(ego2img), ego2lidar=f32(ego2lidar), cam2ego=f32(cam2ego),
-            render_k=f32(render_k), depth=f32(depth), features=torch.from_numpy(feats)[None],
-            render_gt=torch.from_numpy(np.stack(render_cur + render_adj))[None], t0_2_x_geo=f32(np.stack(geo)),
+            render_k=f32(render_k), depth=f32(depth), features=feats,
+            render_gt=torch.from_numpy(np.stack(render_cur if online else render_cur + render_adj))[None],
+            t0_2_x_geo=f32(np.stack(geo)),
             source_valid=torch.tensor(source_valid, dtype=torch.bool)[None],
             timestamps=torch.from_numpy(ix.frame_time[flat])[None],
             semantics=semantics, mask_camera=mask_camera, mask_lidar=mask_lidar,

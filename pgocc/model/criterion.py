@@ -81,6 +81,9 @@ class PGOccLoss(nn.Module):
         if len(pred.stages) != len(self.cfg.stage_weights):
             raise ValueError(f"PGOccLoss: {len(pred.stages)} stages but loss.stage_weights has "
                              f"{len(self.cfg.stage_weights)}")
+        if batch.features is None:
+            raise ValueError("PGOccLoss: the batch has no feature targets (batch.features is None): it comes from "
+                             "the online loader (mode='online'), which is for inference; train on mode='train'")
         D = pred.final.features.shape[-1]
         if batch.features.shape[2] != D:
             raise ValueError(f"PGOccLoss: batch.features has D={batch.features.shape[2]} channels but the model "

@@ -96,33 +96,54 @@ class PGOcc(nn.Module):
         x = F.pad(x, (0, -W % PAD_MULTIPLE, 0, -H % PAD_MULTIPLE))
         return self.neck(self.backbone(x))
 
-    def extract_features(self, images: torch.Tensor, frame_keys: list[list[str]] | None = None,
+    def extract_features(self, images: torch.Tensor, num_cams: int, frame_keys: list[list[str]] | None = None,
                          cache: FeatureCache | None = None) -> list[torch.Tensor]:
         """FPN maps of all T·N images of each sample: L × [B, T·N, C, H_l, W_l].
 
         With ``cache`` (inference only), frame t of sample b is looked up under ``frame_keys[b][t]`` (its CAM_FRONT
-        file name); only the frames not cached go through the backbone, and they are cached afterwards.
+        file name); each frame id not cached goes through the backbone once, from the first of its images in the
+        batch, and is cached afterwards. ``images`` may then hold only the first F < T frames of each sample (the
+        online loader gives F = 1): every other frame must be cached or be one of those in the batch.
 
         Args:
-            images: [B, T·N, 3, H_in, W_in] uint8 BGR.
+            images: [B, F·N, 3, H_in, W_in] uint8 BGR, F = T without a cache.
+            num_cams: N.
             frame_keys: [B][T] frame ids, required with ``cache``.
             cache: per-frame feature cache.
+
+        Raises:
+            KeyError: a frame is neither cached nor in ``images`` (online samples not in scene order).
         """
-        B, TN = images.shape[:2]
+        B, FN = images.shape[:2]
+        N = num_cams
         if cache is None:
             maps = self.image_features(images.flatten(0, 1))
-            return [m.unflatten(0, (B, TN)) for m in maps]
+            return [m.unflatten(0, (B, FN)) for m in maps]
         if self.training:
             raise RuntimeError("PGOcc.extract_features: the feature cache is for inference; call model.eval()")
         if frame_keys is None:
             raise ValueError("PGOcc.extract_features: frame_keys are required with a cache")
         T = len(frame_keys[0])
-        N = TN // T
-        todo = [(b, t) for b in range(B) for t in range(T) if frame_keys[b][t] not in cache]
+        in_batch: dict[str, tuple[int, int]] = {}
+        for b in range(B):
+            for t in range(FN // N):
+                in_batch.setdefault(frame_keys[b][t], (b, t))
+        todo: dict[str, tuple[int, int]] = {}
+        for b in range(B):
+            for t in range(T):
+                key = frame_keys[b][t]
+                if key in cache or key in todo:
+                    continue
+                if key not in in_batch:
+                    raise KeyError(f"PGOcc: frame {key} (frame {t} of sample {b}) is neither in the feature cache nor "
+                                   "among the batch's images; the online loader needs a scene's samples in order "
+                                   "from its first keyframe")
+                todo[key] = in_batch[key]
         if todo:
-            fresh = self.image_features(torch.stack([images[b, t * N:(t + 1) * N] for b, t in todo]).flatten(0, 1))
-            for i, (b, t) in enumerate(todo):
-                cache.put(frame_keys[b][t], [m[i * N:(i + 1) * N] for m in fresh])
+            fresh = self.image_features(torch.stack([images[b, t * N:(t + 1) * N] for b, t in todo.values()])
+                                        .flatten(0, 1))
+            for i, key in enumerate(todo):
+                cache.put(key, [m[i * N:(i + 1) * N] for m in fresh])
         per_frame = [[cache.get(frame_keys[b][t]) for t in range(T)] for b in range(B)]
         return [torch.stack([torch.cat([per_frame[b][t][lvl] for t in range(T)]) for b in range(B)])
                 for lvl in range(self.cfg.num_levels)]
@@ -184,14 +205,17 @@ class PGOcc(nn.Module):
                 ) -> tuple[list[Gaussians], list[torch.Tensor]]:
         """The body of :meth:`forward`: every stage's Gaussians and [B] candidate counts; records into ``checks``."""
         cfg = self.cfg
-        B, TN = batch.images.shape[:2]
+        B = batch.batch_size
         N = batch.num_cams
-        T = TN // N
+        T = batch.num_frames
         if T != cfg.num_frames:
             raise ValueError(f"PGOcc: batch has {T} frames of {N} cameras but model.num_frames={cfg.num_frames}")
         image_size = (int(batch.images.shape[-2]), int(batch.images.shape[-1]))
         frame_keys = [[names[t * N] for t in range(T)] for names in batch.filenames] if cache is not None else None
-        pyramid = self.sampling_pyramid(self.extract_features(batch.images, frame_keys, cache), T)
+        if cache is None and batch.images.shape[1] != T * N:
+            raise ValueError(f"PGOcc: batch has the images of {batch.images.shape[1] // N} of its {T} frames (online "
+                             "loader); pass the FeatureCache that holds the others")
+        pyramid = self.sampling_pyramid(self.extract_features(batch.images, N, frame_keys, cache), T)
         ego2img = batch.ego2img.view(B, T, N, 4, 4)
 
         # Query initialisation (§1.5): back-projected, clamped foundation depth.

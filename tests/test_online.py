@@ -1,0 +1,102 @@
+"""Online inference as a car runs it (docs/model.md §6.6): the ``online`` loader decodes only the current images,
+the model takes the past frames' features from its FeatureCache, and the result equals offline inference (every
+image decoded and run through the backbone) on the tiny synthetic world, sample by sample in scene order."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from configs.tiny import tiny
+from pgocc.data import OccDataset, build_index
+from pgocc.data import dataset as dataset_module
+from pgocc.data.layout import CAMERAS
+from pgocc.model import FeatureCache, PGOcc, PGOccLoss
+from tests.data_fixtures import TINY_SPEC, tiny_world  # noqa: F401
+
+N = len(CAMERAS)
+T = 3
+"""Frames per sample: the third keyframe of a scene takes both past frames from the cache."""
+SIZES = {"input_size": (96, 176), "render_size": (45, 80)}
+"""Small network and render sizes keep the reference kernels fast on CPU."""
+
+
+@pytest.fixture(scope="module")
+def datasets(tiny_world: Path) -> tuple[OccDataset, OccDataset]:  # noqa: F811
+    index = build_index(tiny_world, TINY_SPEC.version, "all")
+    test, online = (OccDataset(index, num_frames=T, mode=mode, feature_dim=384, **SIZES)
+                    for mode in ("test", "online"))
+    return test, online
+
+
+def test_online_loader_decodes_the_current_images_only(datasets: tuple[OccDataset, OccDataset],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    test, online = datasets
+    decoded: list[Path] = []
+    decode = dataset_module.decode_scaled
+
+    def counting(path: Path, need: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+        decoded.append(Path(path))
+        return decode(path, need)
+
+    monkeypatch.setattr(dataset_module, "decode_scaled", counting)
+    ix = online.index
+    for i in range(len(online)):
+        decoded.clear()
+        got = online[i]
+        # exactly the sample's six current JPEGs, each once
+        assert Counter(decoded) == Counter(ix.dataroot / str(ix.frame_path[f]) for f in ix.cams[i])
+        want = test[i]
+        assert got.images.shape == (1, N, 3, *SIZES["input_size"]) and got.features is None
+        assert torch.equal(got.images, want.images[:, :N])
+        assert torch.equal(got.render_gt, want.render_gt[:, :N])
+        assert got.filenames == want.filenames and got.num_frames == T
+        for name in ("ego2img", "lidar2img", "ego2lidar", "cam2ego", "render_k", "depth", "t0_2_x_geo",
+                     "source_valid", "timestamps", "semantics", "mask_camera", "mask_lidar"):
+            assert torch.equal(getattr(got, name), getattr(want, name)), name
+    # the test-mode loader decodes every frame (and the neighbouring sweeps): the counter sees more
+    decoded.clear()
+    test[len(test) - 1]
+    assert len(decoded) > N
+
+
+def test_online_inference_with_the_cache_equals_offline_inference(datasets: tuple[OccDataset, OccDataset]
+                                                                  ) -> None:
+    torch.manual_seed(0)
+    cfg = tiny()
+    model = PGOcc(replace(cfg.model, num_frames=T), cfg.kernels).eval()
+    test, online = datasets
+    cache = FeatureCache(capacity=2 * T)
+    with torch.no_grad():
+        for i in range(len(online)):  # both scenes, in order: the second starts with the first's frames cached
+            offline = model(test[i])
+            live = model(online[i], cache=cache)
+            offline.checks.raise_if_failed()
+            live.checks.raise_if_failed()
+            # The backbone sees the same uint8 images, batched differently (6 images instead of T·6), so float32
+            # convolutions may round differently by a few ulps; the rest of the network is the same computation.
+            for s, (a, b) in enumerate(zip(offline.stages, live.stages, strict=True)):
+                for f in dataclasses.fields(a):
+                    torch.testing.assert_close(getattr(b, f.name), getattr(a, f.name), rtol=1e-5, atol=1e-5,
+                                               msg=lambda m, i=i, s=s, f=f.name: f"sample {i} stage {s} {f}: {m}")
+            assert torch.equal(live.num_candidates, offline.num_candidates)
+
+
+def test_online_batches_need_the_cache_in_scene_order(datasets: tuple[OccDataset, OccDataset]) -> None:
+    cfg = tiny()
+    model = PGOcc(replace(cfg.model, num_frames=T), cfg.kernels).eval()
+    _, online = datasets
+    third = online[2]  # the third keyframe of the first scene: its two past keyframes are not in a fresh cache
+    with torch.no_grad(), pytest.raises(KeyError, match=r"frame 1 of sample 0\) is neither in the feature cache"):
+        model(third, cache=FeatureCache())
+    with torch.no_grad(), pytest.raises(ValueError, match="images of 1 of its 3 frames"):
+        model(third)
+    with pytest.raises(ValueError, match="online loader"):
+        PGOccLoss(replace(cfg.model, num_frames=T), cfg.loss, cfg.kernels)(model(online[0], cache=FeatureCache()),
+                                                                           online[0])
