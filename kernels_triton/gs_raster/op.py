@@ -1,13 +1,14 @@
 """``gs_raster`` as PyTorch ops: ``pgocc::gs_raster_fwd`` and ``pgocc::gs_raster_bwd`` (torch.library.custom_op).
 
-    gs_raster -> pgocc::gs_raster_fwd: _gs_project_fwd_kernel -> bin_gaussians (_gs_bin_emit_kernel, torch.sort)
+    gs_raster -> pgocc::gs_raster_fwd: _gs_project_fwd_kernel -> bin_gaussians (torch.sort of the depths,
+                                       _gs_bin_tile_kernel count, cumsum, _gs_bin_tile_kernel write)
                                        -> _gs_composite_fwd_kernel
     backward  -> pgocc::gs_raster_bwd: _gs_composite_bwd_kernel (atomics into dproj, dfeatures)
                                        -> _gs_project_bwd_kernel (loops over cameras, no atomics)
 
-The forward op also returns the projection records, the tile offsets, the sorted Gaussian ids (their number, the
-tile intersections, is data-dependent: a dynamic size in the fake function) and per pixel the final transmittance
-and the list position after the last contributor, which autograd saves for the backward op.
+The forward op also returns the projection records, the tile offsets, the sorted Gaussian ids (in a buffer of the
+static worst-case size, so no size is read back to the host) and per pixel the final transmittance and the list
+position after the last contributor, which autograd saves for the backward op. No host sync in either op.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def gs_raster_fwd(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
                   viewmats: Tensor, Ks: Tensor, height: int, width: int, depth_only: bool
                   ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Forward pass; returns (features [V,H,W,C'], depth [V,H,W,1], alpha [V,H,W,1], proj [V,N,8],
-    tile_start [V*tiles+1] int32, gids [I] int32, T_final [V,H,W] fp32, last [V,H,W] int32), C' = 0 when
+    tile_start [V*tiles+1] int32, gids [V*tiles*N] int32, T_final [V,H,W] fp32, last [V,H,W] int32), C' = 0 when
     ``depth_only``; the last five are saved for the backward pass."""
     N, V = means.shape[0], viewmats.shape[0]
     C = 0 if depth_only else features.shape[1]
@@ -92,10 +93,10 @@ def _(means, quats, scales, opacities, features, viewmats, Ks, height, width, de
     N, V = means.shape[0], viewmats.shape[0]
     C = 0 if depth_only else features.shape[1]
     tiles_x, tiles_y = _tiles(height, width)
-    n_isect = torch.library.get_ctx().new_dynamic_size()
     return (means.new_empty(V, height, width, C), means.new_empty(V, height, width, 1),
             means.new_empty(V, height, width, 1), means.new_empty(V, N, PROJ_STRIDE, dtype=torch.float32),
-            means.new_empty(V * tiles_x * tiles_y + 1, dtype=torch.int32), means.new_empty(n_isect, dtype=torch.int32),
+            means.new_empty(V * tiles_x * tiles_y + 1, dtype=torch.int32),
+            means.new_empty(V * tiles_x * tiles_y * N, dtype=torch.int32),
             means.new_empty(V, height, width, dtype=torch.float32),
             means.new_empty(V, height, width, dtype=torch.int32))
 
@@ -168,7 +169,7 @@ def gs_raster(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, f
 
     Returns features [V, H, W, C] ([V, H, W, 0] when ``depth_only``), depth [V, H, W, 1], alpha [V, H, W, 1].
     The forward pass is deterministic; the backward pass accumulates with fp32 atomics (not bitwise reproducible).
-    One host sync per forward call (the number of tile intersections).
+    No host sync (the tile lists live in a buffer of static size).
     """
     if means.dtype != torch.float32:
         raise NotImplementedError(f"gs_raster/triton: float32 only, got {means.dtype}; use impl='reference'")

@@ -12,9 +12,9 @@ Every hot path is resolved once in ``__init__`` through :func:`pgocc.ops.resolve
 Host syncs: none in ``forward``. The data-dependent candidate counts of the FPS (valid pixels, densification mask)
 stay on the device: candidates are compacted by a stable sort and passed with their counts as ``lengths``; a stage
 that has too few candidates takes its fallback points through ``torch.where``. (Inside the ops, the ``reference``
-fps reads the lengths and the Triton gs_raster the number of tile intersections on the host.) The error conditions
-(too few valid depth pixels, non-finite head outputs) are recorded in ``Prediction.checks`` and raised, naming the
-tensor, by whoever first reads the prediction on the host (see :mod:`pgocc.model.checks`).
+fps reads the lengths on the host; the Triton gs_raster reads nothing back, tests/test_gs_raster_bin.py.) The error
+conditions (too few valid depth pixels, non-finite head outputs) are recorded in ``Prediction.checks`` and raised,
+naming the tensor, by whoever first reads the prediction on the host (see :mod:`pgocc.model.checks`).
 """
 
 from __future__ import annotations
