@@ -319,6 +319,14 @@ class TrainConfig:
         _require(self.log_every >= 1, f"{path}.log_every", f"must be >= 1, got {self.log_every}")
 
 
+CPU_MAX_QUERY_FRAMES = 2000
+"""Largest sum(model.num_queries) × model.num_frames a run without CUDA accepts; the sampling, fusion and attention
+of every stage grow with it. On 2 CPU cores configs.small:small_cpu (500 Gaussians × 2 frames) infers the demo's 2
+samples in about 80 s; configs.small:small_reference (2000 × 4) had not finished one sample after 400 s (a shared
+machine: 145 CPU-seconds) and configs.base:base (6000 × 8) not after 500 s."""
+CPU_CONFIGS = "configs.small:small_cpu or configs.tiny:tiny"
+
+
 def default_num_workers() -> int:
     """The default of ``data.num_workers``: the CPU cores this process may use (its affinity mask where the system
     has one), at most 4; more workers than cores only compete with the model for them."""
@@ -665,3 +673,21 @@ def config_diff(a: ExperimentConfig, b: ExperimentConfig, *, sections: tuple[str
 def format_diff(diff: list[tuple[str, Any, Any]], left: str, right: str) -> str:
     """``path: A (left) vs B (right); ...`` on one line."""
     return "; ".join(f"{k}: {va!r} ({left}) vs {vb!r} ({right})" for k, va, vb in diff)
+
+
+def check_cpu_run(cfg: ExperimentConfig) -> None:
+    """Refuse, before anything is built, an experiment that cannot run in reasonable time without CUDA: a Triton
+    kernel (on CPU it runs in the Triton interpreter, meant for the tests' small cases) or a model larger than
+    :data:`CPU_MAX_QUERY_FRAMES`. Call only when the run is on the CPU."""
+    from pgocc import ops
+
+    triton = [op for op in ops.OPS if getattr(cfg.kernels, op) == "triton"]
+    if triton:
+        raise ConfigError(f"kernels.{triton[0]}: 'triton' on a machine without CUDA runs in the Triton interpreter, "
+                          f"which is for tests and far too slow for a model (kernels {', '.join(triton)}); on CPU use "
+                          f"the reference kernels, e.g. --config {CPU_CONFIGS}")
+    size = sum(cfg.model.num_queries) * cfg.model.num_frames
+    if size > CPU_MAX_QUERY_FRAMES:
+        raise ConfigError(f"model.num_queries: {sum(cfg.model.num_queries)} Gaussians × {cfg.model.num_frames} "
+                          f"frames = {size} is above the {CPU_MAX_QUERY_FRAMES} a machine without CUDA runs in "
+                          f"reasonable time (one sample would take many minutes); on CPU use --config {CPU_CONFIGS}")

@@ -37,9 +37,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pgocc.commands._common import check_cpu_run, experiment_from_args
+from pgocc.commands._common import experiment_from_args
 from pgocc.commands.train import HELP, add_arguments
-from pgocc.config import ExperimentConfig
+from pgocc.config import ExperimentConfig, check_cpu_run
 from pgocc.data.batch import Batch
 from pgocc.errors import ConfigError, DataError, PgoccError, report
 from pgocc.model.checks import Checks, ModelCheckError

@@ -106,7 +106,14 @@ def resolve_experiment(checkpoint: Path | None, config: str | None, overrides: S
     differs is refused), else ``config`` (``default`` when None), with ``overrides`` applied; the kernels are
     checked against ``device``."""
     from pgocc import ops
-    from pgocc.config import INFERENCE_FREE_FIELDS, apply_overrides, config_diff, format_diff, load_experiment
+    from pgocc.config import (
+        INFERENCE_FREE_FIELDS,
+        apply_overrides,
+        check_cpu_run,
+        config_diff,
+        format_diff,
+        load_experiment,
+    )
 
     state = None
     if checkpoint is not None and checkpoint.suffix == ".safetensors":
@@ -126,6 +133,8 @@ def resolve_experiment(checkpoint: Path | None, config: str | None, overrides: S
         config = config or default
         cfg = apply_overrides(load_experiment(config), list(overrides))
     ops.check_device(cfg.kernels, device.type)
+    if device.type == "cpu":
+        check_cpu_run(cfg)
     return Experiment(cfg=cfg, config=config, state=state)
 
 
@@ -245,6 +254,7 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
     from pgocc import ops
     from pgocc.config import write_config
     from pgocc.data.dataset import build_dataset, make_loader
+    from pgocc.data.index import check_tables
     from pgocc.data.occ3d import FREE, GRID_SHAPE
     from pgocc.model import FeatureCache
     from pgocc.text import OCC3D_GROUP_LABELS, OCC3D_PROMPT_GROUP, OCC3D_PROMPTS
@@ -254,6 +264,8 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
     if not dataroot.is_dir():
         raise DataError(f"{dataroot}: dataset root not found (--dataroot); write the synthetic one with "
                         f"`pgocc make-synthetic --out {dataroot}`")
+    # The tables first: in a folder that is not a dataset they are what is missing, not the prototypes or labels.
+    check_tables(dataroot, cfg.data.version)
     mcfg = cfg.model
     queries = list(options.queries)
     if options.query_classes is not None and len(options.query_classes) != len(queries):
