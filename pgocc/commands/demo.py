@@ -44,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
               f"{pct(t.occupancy.geometric_iou)} vs {pct(u.occupancy.geometric_iou)}"
               + (f"; RayIoU {pct(t.rays.rayiou)} vs {pct(u.rays.rayiou)}" if t.rays and u.rays else ""))
     print(f"pgocc demo: {result.seconds:.0f} s on {device}; report: {result.report}")
-    print(f"  pictures: {result.report.parent / 'trained' / 'samples'} and "
-          f"{result.report.parent / 'training_curves.png'}")
+    print(f"  pictures: {result.trained.run_dir / 'samples'}"
+          + ("" if result.curves is None else f" and {result.curves}"))
     return 0

@@ -52,12 +52,14 @@ class DemoResult:
     """Where the demo wrote things, and its headline numbers."""
 
     report: Path
+    curves: Path | None
+    """The training-curves picture (None when the checkpoint has no metrics.jsonl of its own beside it)."""
     trained: InferResult
     untrained: InferResult
     seconds: float
 
 
-def ensure_world(path: Path, spec: WorldSpec = WORLD) -> bool:
+def ensure_world(path: Path, spec: WorldSpec) -> bool:
     """Write the world ``spec`` at ``path`` unless a world is there already (a world is written under a temporary
     name and renamed, so its presence means it is whole); True if it was written now. DataError if ``path`` holds
     a world of another spec."""
@@ -73,24 +75,44 @@ def ensure_world(path: Path, spec: WorldSpec = WORLD) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class QueryFinding:
+    """What a query's most similar voxels are, over the demo's samples."""
+
+    voxels: int
+    """n: the camera-visible voxels of the classes the query names (the number of top voxels looked at)."""
+    shares: dict[str, float]
+    """True label → its share among the n camera-visible voxels most similar to the query, largest first."""
+    chance: float
+    """The named classes' share of all camera-visible voxels (what a random ranking would find)."""
+
+
 def _query_findings(result: InferResult, labels_root: Path, queries: Sequence[tuple[str, tuple[int, ...]]]
-                    ) -> dict[str, tuple[int, dict[str, float]]]:
-    """Per query: (n, share of each ground-truth label among its n most similar camera-visible voxels), n being
-    the number of camera-visible voxels of the classes it names, summed over the samples."""
+                    ) -> dict[str, QueryFinding]:
+    """Per query, the true labels of its n most similar camera-visible voxels, n being the number of
+    camera-visible voxels of the classes it names, summed over the samples."""
     labels = label_files(labels_root)
     counts = {q: np.zeros(len(OCC3D_CLASSES), np.int64) for q, _ in queries}
+    named = dict.fromkeys(counts, 0)
+    visible = 0
     for volumes in sorted(result.run_dir.glob("samples/*/*/queries.npz")):
         gt, _, mask = load_labels(labels[volumes.parent.name])
         with np.load(volumes) as z:
             similarity = z["similarity"].astype(np.float32)
         g = gt[mask]
+        visible += g.size
         for k, (q, classes) in enumerate(queries):
             n = int(np.isin(g, classes).sum())
+            named[q] += n
             if n:
                 top = np.argsort(-similarity[k][mask], kind="stable")[:n]
                 counts[q] += np.bincount(g[top], minlength=len(OCC3D_CLASSES))
-    return {q: (int(c.sum()), {OCC3D_CLASSES[i]: c[i] / c.sum() for i in np.argsort(-c) if c[i]} if c.sum() else {})
-            for q, c in counts.items()}
+    out = {}
+    for q, c in counts.items():
+        total = int(c.sum())
+        shares = {OCC3D_CLASSES[i]: float(c[i] / total) for i in np.argsort(-c, kind="stable") if c[i]}
+        out[q] = QueryFinding(voxels=total, shares=shares, chance=named[q] / visible if visible else float("nan"))
+    return out
 
 
 def _ground_plane(result: InferResult, labels_root: Path, world: Path, version: str, out: Path) -> EvalScores:
@@ -115,8 +137,9 @@ def _pct(x: float | None) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f} %"
 
 
-def _report(out: Path, checkpoint: Path, world: Path, trained: InferResult, untrained: InferResult,
-            ground: EvalScores, findings: dict[str, tuple[int, dict[str, float]]], curves: Path | None,
+def _report(out: Path, checkpoint: Path, world: Path, seed: int, readout_kernel: str, trained: InferResult,
+            untrained: InferResult,
+            ground: EvalScores, findings: dict[str, QueryFinding], curves: Path | None,
             curves_note: str, seconds: float) -> Path:
     """report.md: metrics beside the baselines, what the queries found, the pictures."""
     rows: list[tuple[str, str, str, str]] = []
@@ -150,10 +173,11 @@ def _report(out: Path, checkpoint: Path, world: Path, trained: InferResult, untr
 
     lines = [
         "# pgocc demo", "",
-        f"The model `{checkpoint}` on {trained.samples} samples of `{world}`, a synthetic world it never saw "
-        f"(seed {WORLD.seed}; trained on seed 1). Beside it: the same model untrained (seeded random weights) and a "
-        "label-only guess (driveable surface on the ground layer, free elsewhere). Ran in "
-        f"{seconds:.0f} s ({trained.seconds_per_sample:.1f} s per sample for the trained model).", "",
+        f"The model `{checkpoint}` on {trained.samples} samples of `{world}`, a synthetic world of seed {seed} "
+        "(the shipped checkpoint was trained on seed 1 and validated on seed 2). Beside it: the same model untrained "
+        "(seeded random weights) and a label-only guess (driveable surface on the ground layer, free elsewhere). "
+        f"Ran in {seconds:.0f} s ({trained.seconds_per_sample:.1f} s per sample for the trained model; readout kernel "
+        f"gs2vox={readout_kernel}).", "",
         "| metric | trained | untrained | ground plane |", "|---|---|---|---|",
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows], "",
         "Rules: the mIoUs average IoU over camera-visible voxels of the classes present in the ground truth (a class "
@@ -163,14 +187,17 @@ def _report(out: Path, checkpoint: Path, world: Path, trained: InferResult, untr
         f"`{rel(trained.run_dir / 'eval.json')}`.", "",
         "## What the queries found", "",
         "For each text, the camera-visible voxels most similar to it, as many as there are voxels of the class it "
-        "names; the share of each true class among them (chance is that class's share of the visible voxels):", "",
+        "names; the share of each true class among them, and the share a random ranking would find (that class's "
+        "share of all visible voxels):", "",
     ]
     for q, classes in QUERIES:
-        n, shares = findings[q]
+        f = findings[q]
         named = ", ".join(OCC3D_CLASSES[c] for c in classes)
-        found = ", ".join(f"{c} {_pct(s)}" for c, s in list(shares.items())[:4]) or "nothing (no such voxel)"
-        note = " — a training prompt" if q == "car" else " — never a training prompt"
-        lines.append(f"- **{q!r}** (names {named}{note}): top {n} voxels: {found}")
+        found = ", ".join(f"{c} {_pct(s)}" for c, s in list(f.shares.items())[:4]) or "nothing (no such voxel)"
+        note = "a training prompt" if q == "car" else "never a training prompt"
+        hit = sum(f.shares.get(OCC3D_CLASSES[c], 0.0) for c in classes)
+        lines.append(f"- **{q!r}** ({note}; names {named}): of its top {f.voxels} voxels {_pct(hit)} are {named} "
+                     f"(random: {_pct(f.chance)}); all: {found}")
     lines += ["", "## Pictures", ""]
     for p in trained.pictures:
         lines += [f"### {rel(p)}", "", f"![{p.stem}]({rel(p)})", ""]
@@ -198,10 +225,12 @@ def _curves(checkpoint: Path, num_steps: int, out: Path) -> tuple[Path | None, s
     return curves_picture(out / "training_curves.png", {"training": log}), ""
 
 
-def run_demo(world: Path, checkpoint: Path, out: Path, device: torch.device, *, spec: WorldSpec = WORLD,
-             samples: int = SAMPLES, overrides: Sequence[str] = ()) -> DemoResult:
-    """The whole demo (module docstring); ``overrides`` (``--set``) e.g. shrink the model's work in tests."""
+def run_demo(world: Path, checkpoint: Path, out: Path, device: torch.device, *,
+             overrides: Sequence[str] = ()) -> DemoResult:
+    """The whole demo (module docstring) on the world :data:`WORLD` at ``world``, :data:`SAMPLES` samples;
+    ``overrides`` (``--set``) e.g. shrink the model's work in tests."""
     start = time.perf_counter()
+    spec = WORLD
     ensure_world(world, spec)
     exp = resolve_experiment(checkpoint, None, list(overrides), device, default="")
     cfg = exp.cfg
@@ -211,7 +240,7 @@ def run_demo(world: Path, checkpoint: Path, out: Path, device: torch.device, *, 
     cfg.data.dataroot = str(world)
     cfg.data.val_split = "all"
     labels_root = world / cfg.data.labels_dir
-    options = InferOptions(num_samples=samples, queries=[q for q, _ in QUERIES],
+    options = InferOptions(num_samples=SAMPLES, queries=[q for q, _ in QUERIES],
                            query_classes=[c for _, c in QUERIES], pictures=1)
     model, readout, weights = build_model(cfg, device, checkpoint, exp.state, exp.config)
     trained = run_inference(cfg, model, readout, weights, InferOptions(**{**vars(options), "out": out / "trained"}),
@@ -225,6 +254,7 @@ def run_demo(world: Path, checkpoint: Path, out: Path, device: torch.device, *, 
     findings = _query_findings(trained, labels_root, QUERIES)
     curves, note = _curves(checkpoint, cfg.train.num_steps, out)
     seconds = time.perf_counter() - start
-    report = _report(out, checkpoint, world, trained, untrained, ground, findings, curves, note, seconds)
-    return DemoResult(report=report, trained=trained, untrained=untrained, seconds=seconds)
+    report = _report(out, checkpoint, world, spec.seed, cfg.kernels.gs2vox, trained, untrained, ground, findings,
+                     curves, note, seconds)
+    return DemoResult(report=report, curves=curves, trained=trained, untrained=untrained, seconds=seconds)
 

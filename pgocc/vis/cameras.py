@@ -30,9 +30,10 @@ def feature_pca(features: np.ndarray) -> np.ndarray:
     out = np.zeros((flat.shape[0], 3))
     if covered.sum() >= 3:
         x = flat[covered] - flat[covered].mean(0)
-        _, _, vt = np.linalg.svd(x, full_matrices=False)
-        k = min(3, vt.shape[0])
-        proj = x @ vt[:k].T
+        # Principal axes: eigenvectors of the [D, D] scatter matrix, largest eigenvalue first.
+        _, vectors = np.linalg.eigh(x.T @ x)
+        k = min(3, d)
+        proj = x @ vectors[:, ::-1][:, :k]
         lo, hi = np.percentile(proj, 1, axis=0), np.percentile(proj, 99, axis=0)
         out[covered, :k] = np.clip((proj - lo) / np.maximum(hi - lo, 1e-12), 0, 1)
     return out.reshape(n, h, w, 3)
