@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "check-data": "pgocc.commands.check_data",
     "check-kernels": "pgocc.commands.check_kernels",
     "convert-checkpoint": "pgocc.commands.convert_checkpoint",
+    "demo": "pgocc.commands.demo",
+    "eval": "pgocc.commands.eval",
     "infer": "pgocc.commands.infer",
     "kernels": "pgocc.commands.kernels",
     "make-synthetic": "pgocc.commands.make_synthetic",
