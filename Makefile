@@ -8,16 +8,16 @@ PY := $(VENV)/bin/python
 setup:
 	@bash scripts/setup.sh $(VENV)
 
-DEMO_WORLD ?= data/demo-world
+DEMO_WORLD ?= data/demo-heldout
 
-# The main job on the embedded default: write the synthetic nuScenes-format world once (written under a temporary
-# name and renamed when complete, so its presence means it is whole), then run the model end to end on it: loader,
-# Gaussians, readout to Occ3D labels, mIoU against the world's labels, text queries, pictures.
+# The main job: `pgocc demo` writes a small held-out synthetic world once (1 scene, 3 keyframes; written under a
+# temporary name and renamed when complete, so its presence means it is whole), runs the shipped checkpoint and its
+# untrained self on it (occupancy, mIoU, RayIoU, depth, three text queries), and writes report.md with the pictures
+# and the training curves under runs/demo/.
 DEMO_CHECKPOINT ?= pgocc/assets/demo.safetensors
 
 demo: setup
-	@test -d $(DEMO_WORLD) || $(PY) -m pgocc make-synthetic --out $(DEMO_WORLD)
-	$(PY) -m pgocc infer --checkpoint $(DEMO_CHECKPOINT) --dataroot $(DEMO_WORLD) --num-samples 2 --query car --query tree
+	$(PY) -m pgocc demo --world $(DEMO_WORLD) --checkpoint $(DEMO_CHECKPOINT) --out runs/demo
 
 # How the shipped demo checkpoint was made (about 70 minutes on 2 CPU cores): configs.small:small_cpu trained on a
 # 12-scene world at half resolution, validated on a 4-scene world of another seed, exported in float16.
@@ -29,6 +29,7 @@ demo-checkpoint: setup
 	$(PY) -m pgocc train --config configs.small:small_cpu --dataroot $(TRAIN_WORLD) --set data.val_dataroot=$(HELDOUT_WORLD) \
 		--out runs/demo-checkpoint --export-fp16
 	cp runs/demo-checkpoint/model.safetensors $(DEMO_CHECKPOINT)
+	cp runs/demo-checkpoint/metrics.jsonl $(basename $(DEMO_CHECKPOINT)).metrics.jsonl
 
 test: setup
 	$(PY) -m pytest tests -q

@@ -24,7 +24,9 @@ COMMANDS: dict[str, str] = {
     "kernels": "pgocc.commands.kernels",
     "make-synthetic": "pgocc.commands.make_synthetic",
     "prepare-targets": "pgocc.commands.prepare_targets",
+    "query": "pgocc.commands.query",
     "show-config": "pgocc.commands.show_config",
+    "text-prototypes": "pgocc.commands.text_prototypes",
     "train": "pgocc.commands.train",
 }
 

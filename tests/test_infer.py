@@ -218,5 +218,5 @@ def test_unreadable_or_missing_checkpoint(tiny_world: Path, tmp_path: Path, cont
 def test_bad_arguments(tiny_world: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     assert main(_args("--dataroot", str(tiny_world), "--num-samples", "0")) == 2
     assert "--num-samples: must be >= 1" in capsys.readouterr().err
-    assert main(_args("--dataroot", str(tiny_world), "--query", "x", "--text-encoder", "clip")) == 2
-    assert "--text-encoder: text encoder: expected 'minilm', 'hash'" in capsys.readouterr().err
+    assert main(_args("--dataroot", str(tiny_world), "--query", "x", "--text-encoder", "bogus")) == 2
+    assert "--text-encoder: text encoder: expected 'minilm', 'hash', 'clip" in capsys.readouterr().err

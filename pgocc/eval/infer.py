@@ -55,6 +55,8 @@ class InferOptions:
     """Run directory (created; existing files replaced); None: a new ``<train.run_root>/infer-<time>``."""
     num_samples: int | None = None
     """The first N samples of the split; None: all."""
+    tokens: Sequence[str] | None = None
+    """These samples of the split instead (in split order); None: the first ``num_samples``."""
     queries: Sequence[str] = ()
     """Texts answered per voxel."""
     query_classes: Sequence[Sequence[int]] | None = None
@@ -291,7 +293,15 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
                             mode="test")
     if len(dataset) == 0:
         raise DataError(f"{dataroot}: split {cfg.data.val_split!r} has no samples")
-    num = min(options.num_samples or len(dataset), len(dataset))
+    if options.tokens is not None:
+        where = {str(t): i for i, t in enumerate(dataset.index.sample_token)}
+        missing = [t for t in options.tokens if t not in where]
+        if missing:
+            raise DataError(f"{dataroot}: no sample {missing[0]!r} in split {cfg.data.val_split!r} (--sample)")
+        chosen = sorted(where[t] for t in options.tokens)
+    else:
+        chosen = list(range(min(options.num_samples or len(dataset), len(dataset))))
+    num = len(chosen)
     scoring = options.evaluate and cfg.data.with_labels
 
     run_dir = run_directory(options.out, cfg.train.run_root)
@@ -300,7 +310,7 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
     write_config(cfg, run_dir)
     write_json(run_dir / "kernels.json", ops.kernel_table(cfg.kernels))
     # No more workers than samples: a worker without a sample to load only costs its start-up.
-    loader = make_loader(torch.utils.data.Subset(dataset, range(num)),
+    loader = make_loader(torch.utils.data.Subset(dataset, chosen),
                          dataclasses.replace(cfg.data, num_workers=min(cfg.data.num_workers, num)), shuffle=False)
     # Past frames are earlier keyframes of the same scene, processed just before in this sequential order.
     cache = FeatureCache(capacity=2 * mcfg.num_frames * cfg.data.batch_size)

@@ -1,4 +1,4 @@
-"""Open-vocabulary retrieval (docs/model.md §8.4): how well a text query's per-voxel relevance ranks the voxels of the
+"""Open-vocabulary retrieval (docs/model.md §8.3): how well a text query's per-voxel relevance ranks the voxels of the
 classes it names above the others, as average precision (the protocol of POP-3D and LangOcc; the original ships no
 code for it).
 

@@ -174,11 +174,19 @@ class MiniLMEncoder:
 
 
 def text_encoder(name: str) -> TextEncoder:
-    """The encoder named ``name``: ``"minilm"``, ``"hash"`` (384-d) or a prototype file path (.npz/.pt/.pth)."""
+    """The encoder named ``name``: ``"minilm"``, ``"hash"`` (384-d), ``"clip"`` / ``"clip:MODEL:WEIGHTS"``
+    (pgocc.text.clip; default ViT-B-16 with the ``openai`` weights from the local cache) or a prototype file path
+    (.npz/.pt/.pth)."""
     if name == "minilm":
         return MiniLMEncoder()
     if name == "hash":
         return HashEncoder()
+    if name == "clip" or name.startswith("clip:"):
+        from pgocc.text.clip import ClipTextEncoder
+
+        _, model, weights = (name.split(":", 2) + ["", ""])[:3]
+        return ClipTextEncoder(model or "ViT-B-16", weights or "openai")
     if name.endswith((".npz", ".pt", ".pth")):
         return PrototypeEncoder.from_file(name)
-    raise ValueError(f"text encoder: expected 'minilm', 'hash' or a .npz/.pt/.pth prototype file, got {name!r}")
+    raise ValueError(f"text encoder: expected 'minilm', 'hash', 'clip[:MODEL:WEIGHTS]' or a .npz/.pt/.pth prototype "
+                     f"file, got {name!r}")
