@@ -32,6 +32,16 @@ DEFAULT_CONFIG = "configs.tiny:tiny"
 """The experiment when neither --config nor an exported checkpoint (which embeds its own) says."""
 
 
+def add_text_arguments(parser: argparse.ArgumentParser, texts: str) -> None:
+    """--prototypes (the readout's Occ3D prompt table) and --text-encoder (of the ``texts`` argument's texts)."""
+    parser.add_argument("--prototypes", type=Path, default=None,
+                        help="embeddings of the 21 Occ3D prompts (docs/model.md §6.1): .npz with embeds/prompts "
+                             "(pgocc text-prototypes), or a CLIP [D, 21] .pt/.pth; None: DATAROOT/text_prototypes.npz")
+    parser.add_argument("--text-encoder", default=None,
+                        help=f"encoder of the {texts} texts: minilm, clip[:MODEL:WEIGHTS], hash or a prototype file; "
+                             "None: the synthetic world's own encoder, else the --prototypes table")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_experiment_arguments(parser, default=None)
     parser.add_argument("--dataroot", type=Path, default=None,
@@ -49,12 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run directory (existing files are replaced); None: a new train.run_root/infer-<time>")
     parser.add_argument("--query", dest="queries", action="append", default=[], metavar="TEXT",
                         help="text query answered per voxel (repeatable)")
-    parser.add_argument("--prototypes", type=Path, default=None,
-                        help="embeddings of the 21 Occ3D prompts (docs/model.md §6.1): .npz with embeds/prompts, or "
-                             "a CLIP [D, 21] .pt/.pth; None: DATAROOT/text_prototypes.npz")
-    parser.add_argument("--text-encoder", default=None,
-                        help="encoder of the --query texts: minilm, hash or a prototype file; None: the synthetic "
-                             "world's own encoder, else the --prototypes table")
+    add_text_arguments(parser, "--query")
     parser.add_argument("--pictures", type=int, default=4, metavar="N",
                         help="write pictures for the first N samples (0: none)")
     parser.add_argument("--no-eval", action="store_true",

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from pgocc.commands._common import add_experiment_arguments
+from pgocc.commands.infer import add_text_arguments
 
 HELP = "answer free-text queries on one sample: per-voxel relevance (queries.npz) and a heat map per text"
 
@@ -30,12 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sample token of split data.val_split (repeatable; --set data.val_split=all for any)")
     parser.add_argument("--text", dest="texts", action="append", required=True, metavar="TEXT",
                         help="the query, e.g. 'a parked car' (repeatable)")
-    parser.add_argument("--text-encoder", default=None,
-                        help="minilm, clip[:MODEL:WEIGHTS], hash or a prototype file; None: the synthetic world's "
-                             "own encoder, else the --prototypes table")
-    parser.add_argument("--prototypes", type=Path, default=None,
-                        help="embeddings of the 21 Occ3D prompts (for the occupancy labels); None: "
-                             "DATAROOT/text_prototypes.npz")
+    add_text_arguments(parser, "--text")
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory; None: a new train.run_root/infer-<time>")
 
