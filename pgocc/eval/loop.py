@@ -57,13 +57,16 @@ def predict_labels(model: nn.Module, readout: Readout, batch: Batch, text: torch
     return LabelledBatch(prediction, labels, field)
 
 
-def all_reduce_metric(metric: OccupancyMIoU, device: torch.device) -> None:
-    """Sum every confusion matrix and the sample count of ``metric`` over the processes (in place)."""
+def all_reduce_metric(metric: object, device: torch.device) -> None:
+    """Sum, over the processes and in place, every numpy array of an accumulator whose arrays are sums
+    (OccupancyMIoU's confusion matrices, RayIoU's ray counts, DepthMetric's and RetrievalAP's sums and counts) and its
+    ``samples`` count if it has one. Sent as float64: exact for counts below 2**53."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return
     names = sorted(k for k, v in vars(metric).items() if isinstance(v, np.ndarray))
-    flat = torch.cat([torch.from_numpy(getattr(metric, k)).reshape(-1) for k in names]
-                     + [torch.tensor([metric.samples], dtype=torch.int64)]).to(device)
+    samples = [float(metric.samples)] if hasattr(metric, "samples") else []
+    flat = torch.cat([torch.from_numpy(getattr(metric, k)).reshape(-1).double() for k in names]
+                     + [torch.tensor(samples, dtype=torch.float64)]).to(device)
     dist.all_reduce(flat)
     flat = flat.cpu().numpy()
     start = 0
@@ -71,7 +74,8 @@ def all_reduce_metric(metric: OccupancyMIoU, device: torch.device) -> None:
         a = getattr(metric, k)
         setattr(metric, k, flat[start:start + a.size].reshape(a.shape).astype(a.dtype))
         start += a.size
-    metric.samples = int(flat[start])
+    if samples:
+        metric.samples = int(flat[start])
 
 
 def evaluate(model: nn.Module, readout: Readout, batches: Iterable[tuple[Batch, bool]], text: torch.Tensor,
