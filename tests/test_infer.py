@@ -143,7 +143,7 @@ def test_pictures_of_the_first_sample_show_its_labels(run: tuple[Path, str, str]
     assert len(drawn) == 1, "--pictures 1 draws exactly one sample"
     d = drawn[0]
     names = sorted(p.name for p in d.glob("*.png"))
-    assert names == ["bev.png", "cameras.png", "query_0_car.png", "query_1_a-parked-car.png"]
+    assert names == ["bev.png", "cameras.png", "query_0_car.png", "query_1_a-parked-car.png", "voxels.png"]
     for name in names:
         with Image.open(d / name) as im:
             im.verify()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pgocc.vis import OCC3D_COLORS, bev_picture, camera_picture, query_picture, top_labels
+from pgocc.vis import OCC3D_COLORS, bev_picture, camera_picture, query_picture, top_labels, voxel_picture
 from pgocc.vis.bev import _extent, _view
 from pgocc.vis.cameras import feature_pca
 
@@ -120,3 +120,18 @@ def test_every_class_colour_stands_out_from_free_space() -> None:
     free = OCC3D_COLORS[FREE].astype(int)
     for c in range(FREE):
         assert np.abs(OCC3D_COLORS[c].astype(int) - free).sum() > 100, f"class {c} is hard to tell from free"
+
+
+def test_voxel_picture_draws_the_classes_it_is_given(tmp_path: Path) -> None:
+    pred = np.full((200, 200, 16), FREE, np.uint8)
+    pred[110:115, 95:100, 3:6] = CAR              # 4 m ahead
+    gt = pred.copy()
+    gt[80:85, 95:100, 3:8] = MANMADE              # behind the ego, seen
+    mask = np.ones_like(gt, bool)
+    mask[80:85] = False                           # ... or not: then it is not drawn
+    rgb = _rgb(voxel_picture(tmp_path / "v.png", pred, gt, np.ones_like(gt, bool)))
+    plot = rgb[: int(0.85 * rgb.shape[0])]
+    for label in (CAR, MANMADE):
+        assert (plot == OCC3D_COLORS[label]).all(-1).sum() > 20, f"class {label} not drawn"
+    rgb = _rgb(voxel_picture(tmp_path / "hidden.png", pred, gt, mask))
+    assert (rgb[: int(0.85 * rgb.shape[0])] == OCC3D_COLORS[MANMADE]).all(-1).sum() == 0

@@ -260,7 +260,7 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
     from pgocc.data.occ3d import FREE, GRID_SHAPE
     from pgocc.model import FeatureCache
     from pgocc.text import OCC3D_GROUP_LABELS, OCC3D_PROMPT_GROUP, OCC3D_PROMPTS
-    from pgocc.vis import bev_picture, camera_picture, query_picture
+    from pgocc.vis import bev_picture, camera_picture, query_picture, voxel_picture
 
     dataroot = Path(cfg.data.dataroot)
     if not dataroot.is_dir():
@@ -369,6 +369,8 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
                 if draw and rendered_depth is not None and rendered_features is not None:
                     pictures.append(bev_picture(sample_dir / "bev.png", labels_np[b], gt, mask, title=name,
                                                 origin=origin, voxel_size=mcfg.voxel_size))
+                    pictures.append(voxel_picture(sample_dir / "voxels.png", labels_np[b], gt, mask, title=name,
+                                                  origin=mcfg.pc_range[:3], voxel_size=mcfg.voxel_size))
                     rgb = batch.render_gt[b, :batch.num_cams].flip(-1).cpu().numpy()  # BGR → RGB, current frame
                     pictures.append(camera_picture(
                         sample_dir / "cameras.png", rgb, foundation=batch.depth[b, :, 0].cpu().numpy(),

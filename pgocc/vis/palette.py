@@ -47,17 +47,20 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def class_legend(fig: Figure, labels: np.ndarray, *, unobserved: bool = False) -> None:
-    """A legend at the figure's bottom: the classes present in ``labels``, then what white (free: no occupied voxel
-    in the column) and, with ``unobserved``, grey (no camera sees the column, so it is not scored) mean."""
+def class_legend(fig: Figure, labels: np.ndarray, *, free: bool = True, unobserved: bool = False) -> None:
+    """A legend at the figure's bottom: the classes present in ``labels``, then, with ``free``, what white means (no
+    occupied voxel in the column) and, with ``unobserved``, grey (no camera sees the column, so it is not scored)."""
     present = [int(c) for c in np.unique(labels) if c < len(OCC3D_CLASSES) - 1]
     handles = [Patch(facecolor=OCC3D_COLORS[c] / 255, edgecolor="black", linewidth=0.5,
                      label=f"{c} {OCC3D_CLASSES[c]}") for c in present]
-    handles.append(Patch(facecolor=OCC3D_COLORS[-1] / 255, edgecolor="black", linewidth=0.5,
-                         label="free (no occupied voxel)"))
+    if free:
+        handles.append(Patch(facecolor=OCC3D_COLORS[-1] / 255, edgecolor="black", linewidth=0.5,
+                             label="free (no occupied voxel)"))
     if unobserved:
         handles.append(Patch(facecolor=np.array(UNOBSERVED_RGB) / 255, edgecolor="black", linewidth=0.5,
                              label="unobserved (not scored)"))
+    if not handles:
+        return
     fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=8, frameon=False)
 
 
