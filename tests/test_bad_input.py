@@ -184,6 +184,18 @@ def test_infer_checkpoint_of_a_bad_file_is_one_line(fault: str, tiny_world: Path
     _never_advises_unsafe_loading(message)
 
 
+@pytest.mark.parametrize("content", [b"exported weights\n", bytes([0xFF]) * 16 + os.urandom(4000)],
+                         ids=["text", "random-bytes"])
+def test_infer_exported_checkpoint_of_a_bad_file_is_one_line(content: bytes, tiny_world: Path,  # noqa: F811
+                                                             tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(content)
+    code, _, err = _cli("infer", *_sets(), "--dataroot", str(tiny_world), "--checkpoint", str(path),
+                        "--out", str(tmp_path / "o"))
+    message = _error("infer", code, err)
+    assert message.startswith(f"{path}: corrupt .safetensors file"), message
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Kernels and configs that cannot run here
 
