@@ -142,7 +142,8 @@ CHECKPOINT_FAULTS: dict[str, tuple[Callable[[Path], bytes], str]] = {
     # name: (file content, what the message must say)
     "text": (lambda p: b"model weights: see the release page\n", "not a PyTorch file"),
     "random-bytes": (lambda p: bytes([0x17]) + os.urandom(4000), "not a PyTorch file"),
-    "pickle-header-then-garbage": (lambda p: b"\x80\x02" + os.urandom(4000), "not loadable as tensors only"),
+    # A pickle that would call os.system("true") when unpickled: refused by the tensors-only loader.
+    "pickled-call": (lambda p: b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R.", "not loadable as tensors only"),
     "python-objects": (_object_checkpoint, "never unpickles"),
     "truncated-zip": (lambda p: _zip_checkpoint(p)[:600], "corrupt or truncated PyTorch file"),
 }
