@@ -4,7 +4,7 @@ exit code 2, also when the file is read in a DataLoader worker; nothing runs for
 One test (or parametrised case) per row of the first-run error table: corrupt data files, foreign or damaged
 checkpoints, a CUDA-only kernel without CUDA, an unknown ``check-kernels --impl``, a folder that is not a dataset, and
 the paper-size config on CPU; then the output items: ``--version``, the ``num_workers`` default, the check-kernels
-verdict, the make-synthetic progress bar and the test seed under ``pytest -q``.
+verdict, the make-synthetic progress bar, infer's progress inside a sample and the test seed under ``pytest -q``.
 """
 
 from __future__ import annotations
@@ -332,6 +332,14 @@ def test_make_synthetic_shows_progress_over_keyframes(tmp_path: Path) -> None:
                           "--sweeps", "0", "--width", "160", "--height", "90", "--text-encoder", "hash", "--jobs", "1")
     assert code == 0, err
     assert "make-synthetic: 100%" in err and "2/2" in err and "keyframe" in err, err
+
+
+def test_infer_progress_names_the_stage_inside_a_sample(tiny_world: Path, tmp_path: Path) -> None:  # noqa: F811
+    code, _, err = _cli("infer", "--config", "configs.tiny:tiny", *_sets("data.num_workers=0"), "--dataroot",
+                        str(tiny_world), "--num-samples", "1", "--pictures", "0", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    shown = re.findall(r"0/1 \[[^]]*, ([a-z0-9 /]+)\]", err)  # the postfix of the bar before the sample is done
+    assert shown[:5] == ["image features", "stage 1/3", "stage 2/3", "stage 3/3", "readout"], shown
 
 
 def test_pytest_quiet_run_prints_the_seed(tmp_path: Path) -> None:

@@ -257,6 +257,7 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
     from pgocc.config import write_config
     from pgocc.data.dataset import build_dataset, make_loader
     from pgocc.data.index import check_tables
+    from pgocc.data.layout import CAMERAS
     from pgocc.data.occ3d import FREE, GRID_SHAPE
     from pgocc.model import FeatureCache
     from pgocc.text import OCC3D_GROUP_LABELS, OCC3D_PROMPT_GROUP, OCC3D_PROMPTS
@@ -314,7 +315,7 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
                          dataclasses.replace(cfg.data, num_workers=min(cfg.data.num_workers, num)), shuffle=False)
     # Past frames are earlier keyframes of the same scene, processed just before in this sequential order.
     cache = FeatureCache(capacity=2 * mcfg.num_frames * cfg.data.batch_size)
-    depth_metric = DepthMetric(6) if options.evaluate and exact_depth(dataroot) else None
+    depth_metric = DepthMetric(len(CAMERAS)) if options.evaluate and exact_depth(dataroot) else None
     retrieval = (RetrievalAP(queries, options.query_classes)
                  if options.query_classes is not None and queries and scoring else None)
     origin = mcfg.pc_range[:2]
@@ -324,6 +325,12 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
     loop_start = time.perf_counter()
     done = 0
     with tqdm(total=num, desc=log_prefix, unit="sample", file=sys.stderr) as bar:
+        # A sample of a large model takes minutes on a CPU: the bar names the part of the forward now running.
+        stage_hooks = [model.backbone.register_forward_pre_hook(lambda m, a: bar.set_postfix_str("image features"))]
+        stage_hooks += [layer.register_forward_pre_hook(
+            lambda m, a, s=s: bar.set_postfix_str(f"stage {s + 1}/{len(model.layers)}"))
+            for s, layer in enumerate(model.layers)]
+        stage_hooks.append(model.register_forward_hook(lambda m, a, out: bar.set_postfix_str("readout")))
         for batch in loader:
             batch = batch.to(device)
             t0 = time.perf_counter()
@@ -361,11 +368,9 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
                     gt, mask = batch.semantics[b].cpu().numpy(), batch.mask_camera[b].cpu().numpy()
                     if retrieval is not None:
                         retrieval.update(similarity[b].astype(np.float32), gt, mask)
-                true_depth = None
-                if depth_metric is not None or draw:
-                    true_depth = _true_depth(dataset.depth_dir, batch.filenames[b][:batch.num_cams])
                 if depth_metric is not None and rendered_depth is not None:
-                    depth_metric.update(rendered_depth[b].float().cpu().numpy(), true_depth)
+                    depth_metric.update(rendered_depth[b].float().cpu().numpy(),
+                                        _true_depth(dataset.depth_dir, batch.filenames[b][:batch.num_cams]))
                 if draw and rendered_depth is not None and rendered_features is not None:
                     pictures.append(bev_picture(sample_dir / "bev.png", labels_np[b], gt, mask, title=name,
                                                 origin=origin, voxel_size=mcfg.voxel_size))
@@ -383,6 +388,8 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
                                                       voxel_size=mcfg.voxel_size))
                 done += 1
                 bar.update(1)
+        for hook in stage_hooks:
+            hook.remove()
     loop_seconds = time.perf_counter() - loop_start
 
     scores = None
