@@ -243,11 +243,11 @@ def run_demo(world: Path, checkpoint: Path, out: Path, device: torch.device, *,
     options = InferOptions(num_samples=SAMPLES, queries=[q for q, _ in QUERIES],
                            query_classes=[c for _, c in QUERIES], pictures=1)
     model, readout, weights = build_model(cfg, device, checkpoint, exp.state, exp.config)
-    trained = run_inference(cfg, model, readout, weights, InferOptions(**{**vars(options), "out": out / "trained"}),
-                            device, log_prefix="demo: trained model")
+    trained = run_inference(cfg, model, readout, weights, dataclasses.replace(options, out=out / "trained"), device,
+                            log_prefix="demo: trained model")
     model, readout, weights = build_model(cfg, device)
     untrained = run_inference(cfg, model, readout, weights,
-                              InferOptions(**{**vars(options), "out": out / "untrained", "pictures": 0}), device,
+                              dataclasses.replace(options, out=out / "untrained", pictures=0), device,
                               log_prefix="demo: untrained model")
     ground = _ground_plane(trained, labels_root, world, cfg.data.version, out / "ground_plane" / "predictions")
     write_json(out / "ground_plane" / "eval.json", ground.as_dict())
