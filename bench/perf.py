@@ -1,0 +1,146 @@
+"""Shared pieces of the whole-model performance scripts (bench/breakdown.py, bench/ablation.py, bench/test_model.py):
+the synthetic batch at a config's sizes, one online inference frame as a car runs it, one training step as the
+training loop runs it, and a timer.
+
+An online frame (docs/model.md §6.6): the batch holds the 6 current images only (as the ``online`` loader gives
+them), the FeatureCache holds the 7 past frames' FPN maps (computed once beforehand), the network runs and the
+readout gives the Occ3D labels [B, 200, 200, 16]. Under ``bf16`` the network runs under ``torch.autocast``; the
+readout stays float32 (§6.5). Timings are CUDA-event medians on a GPU and wall-clock medians on the CPU (dry runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+
+from pgocc.config import ExperimentConfig
+from pgocc.data.batch import Batch
+from pgocc.model import FeatureCache, PGOcc, PGOccLoss, Readout
+from pgocc.train import forward_backward, optimizer_step
+from pgocc.training.optim import build_optimizer
+from tests.test_model import make_batch
+from tests.test_readout import OCC3D_COLUMNS
+
+
+def synthetic_batch(cfg: ExperimentConfig, device: torch.device | str, seed: int = 0) -> Batch:
+    """tests/test_model.py's ground-plane scene at ``cfg``'s sizes: T frames × 6 cameras at data.input_size,
+    data.render_size renders, ov_dims × 27 × 48 feature maps (every stage gets its full densification set)."""
+    (H_in, W_in), (H_r, W_r) = cfg.data.input_size, cfg.data.render_size
+    return make_batch(T=cfg.model.num_frames, D=cfg.model.ov_dims, h=27, w=48, H_in=H_in, W_in=W_in, H_r=H_r,
+                      W_r=W_r, seed=seed).to(device)
+
+
+@contextlib.contextmanager
+def precision(device: torch.device | str, bf16: bool) -> Iterator[None]:
+    """``torch.autocast`` to bfloat16 when ``bf16``, else nothing."""
+    if bf16:
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def random_prototypes(cfg: ExperimentConfig, device: torch.device | str) -> torch.Tensor:
+    """[K, ov_dims] prompt embeddings for the 21 Occ3D prompt columns (random: speed does not depend on them)."""
+    return torch.randn(len(OCC3D_COLUMNS), cfg.model.ov_dims, device=device)
+
+
+def online_frame(cfg: ExperimentConfig, model: PGOcc, readout: Readout, batch: Batch, *, bf16: bool = False
+                 ) -> Callable[[], torch.Tensor]:
+    """A closure running one online frame of ``batch`` (model in eval mode) → labels [B, X, Y, Z] uint8.
+
+    The past frames' features are computed once here (every frame of ``batch`` through the backbone); each call
+    starts from a cache holding exactly them, so the backbone sees the N current images only.
+    """
+    device = batch.images.device
+    N, T = batch.num_cams, batch.num_frames
+    current = dataclasses.replace(batch, images=batch.images[:, :N])
+    warm = FeatureCache(capacity=T)
+    with torch.inference_mode(), precision(device, bf16):
+        model(batch, cache=warm)
+    past = [(key, warm.get(key)) for key in dict.fromkeys(batch.filenames[0][t * N] for t in range(1, T))]
+    prototypes = random_prototypes(cfg, device)
+
+    def frame() -> torch.Tensor:
+        cache = FeatureCache(capacity=T)
+        for key, maps in past:
+            cache.put(key, maps)
+        with torch.inference_mode():
+            with precision(device, bf16):
+                pred = model(current, cache=cache)
+            return readout(pred.final, prototypes, OCC3D_COLUMNS)
+
+    return frame
+
+
+def build_inference(cfg: ExperimentConfig, device: torch.device | str) -> tuple[PGOcc, Readout]:
+    """The network (eval mode, seeded random weights) and the readout of ``cfg`` on ``device``."""
+    torch.manual_seed(0)
+    return PGOcc(cfg.model, cfg.kernels).to(device).eval(), Readout(cfg.model, cfg.kernels).to(device)
+
+
+def training_step(cfg: ExperimentConfig, device: torch.device | str, batch: Batch, *, bf16: bool = False
+                  ) -> tuple[PGOcc, PGOccLoss, Callable[[], None]]:
+    """(model, criterion, closure): one step of the training loop (photometric distortion as configured, forward,
+    every loss term, backward, clipping, the gated AdamW step, the schedule) on ``batch``."""
+    torch.manual_seed(0)
+    model = PGOcc(cfg.model, cfg.kernels).to(device).train()
+    criterion = PGOccLoss(cfg.model, cfg.loss, cfg.kernels).to(device)
+    optimizer, scheduler = build_optimizer(model, cfg.train)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step() -> None:
+        out = forward_backward(model, criterion, [batch], autocast="bf16" if bf16 else "none",
+                               distortion=cfg.train.photometric_distortion)
+        with torch.profiler.record_function("optimizer"):  # a stage of bench/breakdown.py
+            optimizer_step(params, optimizer, scheduler, out, cfg.train.grad_clip_norm)
+
+    return model, criterion, step
+
+
+@dataclasses.dataclass
+class Timing:
+    """Median milliseconds per call over ``calls`` timed calls, and the peak memory allocated during them."""
+
+    ms: float
+    calls: int
+    peak_gib: float
+
+
+def measure(fn: Callable[[], object], device: torch.device | str, *, budget_s: float, warmup: int = 1,
+            min_calls: int = 1, max_calls: int = 50) -> Timing:
+    """Time ``fn`` after ``warmup`` untimed calls: calls until ``budget_s`` seconds are spent (at least
+    ``min_calls``, at most ``max_calls``). CUDA: events around each call (GPU time; calls queue back to back);
+    CPU: wall clock. Peak memory: ``torch.cuda.max_memory_allocated`` over the timed calls (0 on the CPU)."""
+    cuda = torch.device(device).type == "cuda"
+    for _ in range(warmup):
+        fn()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    samples: list[float] = []
+    start_all = time.perf_counter()
+    while len(samples) < min_calls or (time.perf_counter() - start_all < budget_s and len(samples) < max_calls):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            samples.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - t0) * 1e3)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
+    return Timing(ms=statistics.median(samples), calls=len(samples), peak_gib=peak)
+
+
+def device_name(device: torch.device | str) -> str:
+    """The GPU's name, or 'cpu'."""
+    return torch.cuda.get_device_name() if torch.device(device).type == "cuda" else "cpu"
