@@ -169,11 +169,11 @@ def format_table(scores: EvalScores) -> str:
         return "  —  " if math.isnan(x) else f"{100 * x:5.1f}"
 
     occ, rays = scores.occupancy, scores.rays
-    head = f"{'class':<22} {'IoU':>5}" + ("".join(f" {'Ray@' + format(t, 'g'):>6}" for t in THRESHOLDS)
+    head = f"{'class':<24} {'IoU':>5}" + ("".join(f" {'Ray@' + format(t, 'g'):>6}" for t in THRESHOLDS)
                                          if rays else "")
     lines = [head, "-" * len(head)]
     for c in range(FREE):
-        row = f"{c:>2} {OCC3D_CLASSES[c]:<19} {pct(occ.per_class_iou[c])}"
+        row = f"{c:>2} {OCC3D_CLASSES[c]:<21} {pct(occ.per_class_iou[c])}"
         if rays:
             row += "".join(f" {pct(rays.per_class_iou[j, c]):>6}" for j in range(len(THRESHOLDS)))
         lines.append(row + ("" if c in EVAL_CLASSES else "   (not in the 15-class mean)"))
