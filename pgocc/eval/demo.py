@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from pgocc.data.occ3d import OCC3D_CLASSES, load_labels
 from pgocc.data.synthetic import WorldSpec
@@ -130,7 +132,9 @@ def _ground_plane(result: InferResult, labels_root: Path, world: Path, version: 
 
         ix = build_index(world, version, "all")
         origins = scene_origins(ix.scene_name, ix.ego2global, ix.lidar2ego, ix.sample_token)
-    return score_predictions(files, label_files(labels_root), origins)
+    return score_predictions(files, label_files(labels_root), origins,
+                             progress=lambda it: tqdm(it, total=len(files), desc="demo: ground plane", unit="sample",
+                                                      file=sys.stderr))
 
 
 def _pct(x: float | None) -> str:
