@@ -87,3 +87,40 @@ def test_clip_random_weights_average_the_templates() -> None:
         raw = enc._model.encode_text(enc._tokenize(["a car.", "the car."])).double()
     mean = (raw / raw.norm(dim=-1, keepdim=True)).mean(0)
     torch.testing.assert_close(e[0].double(), mean / mean.norm(), rtol=1e-5, atol=1e-6)
+
+
+class _FakeClip:
+    """Stands in for open_clip where it does not import: a 'model' whose text embedding of a string is a seeded
+    random vector (so each template gives another vector) and a tokenizer that passes strings through."""
+
+    class _Model:
+        text_projection = torch.zeros(8, 8)
+
+        def eval(self) -> _FakeClip._Model:
+            return self
+
+        def encode_text(self, texts: list[str]) -> torch.Tensor:
+            return torch.stack([torch.randn(8, generator=torch.Generator().manual_seed(sum(map(ord, t))))
+                                for t in texts]) * 3.0
+
+    def create_model(self, model: str, pretrained: str | None, device: str) -> _FakeClip._Model:
+        assert (model, pretrained, device) == ("ViT-B-16", None, "cpu")
+        return self._Model()
+
+    def get_tokenizer(self, model: str):  # noqa: ANN201
+        return lambda texts: list(texts)
+
+
+def test_clip_encoder_averages_normalised_template_embeddings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from pgocc.text.clip import ClipTextEncoder
+
+    monkeypatch.setitem(sys.modules, "open_clip", _FakeClip())
+    enc = ClipTextEncoder("ViT-B-16", "random", templates=("a {}.", "the {}.", "a {}."))
+    e = enc.encode(["car"])
+    raw = _FakeClip._Model().encode_text(["a car.", "the car.", "a car."]).double()
+    unit = raw / raw.norm(dim=-1, keepdim=True)
+    mean = unit.mean(0)                         # the repeated template weighs twice, as in the original's list
+    torch.testing.assert_close(e[0].double(), mean / mean.norm(), rtol=1e-6, atol=1e-7)
+    assert enc.dim == 8 and enc.encode([]).shape == (0, 8)
