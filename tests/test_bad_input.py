@@ -266,9 +266,11 @@ def test_paper_size_config_on_cpu_is_refused_with_the_configs_to_use(command: st
 # Output
 
 
-def test_version_is_the_installed_package_version() -> None:
-    out = subprocess.run([sys.executable, "-m", "pgocc", "--version"], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == f"pgocc {importlib.metadata.version('pgocc')}"
+def test_version_is_the_installed_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pgocc {importlib.metadata.version('pgocc')}"
 
 
 @pytest.mark.parametrize(("cores", "workers"), [(1, 1), (2, 2), (3, 3), (16, 4)])
