@@ -5,7 +5,8 @@
     <labels>/<scene>/<token>/labels.npz
 
 Prints the per-class table (IoU over camera-visible voxels; RayIoU at 1, 2, 4 m when ``--dataroot`` gives the
-keyframe poses) and the means, and writes them as JSON with the rule each number follows.
+keyframe poses; the rays are cast on the GPU when there is one) and the means, and writes them as JSON with the rule
+each number follows.
 """
 
 from __future__ import annotations
@@ -58,9 +59,12 @@ def run(args: argparse.Namespace) -> int:
             version = json.loads(world.read_text())["version"] if world.is_file() else "v1.0-trainval"
         ix = build_index(args.dataroot, version, "all")
         origins = scene_origins(ix.scene_name, ix.ego2global, ix.lidar2ego, ix.sample_token)
+    import torch
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     scores = score_predictions(files, labels, origins,
                                progress=lambda it: tqdm(it, total=len(files), desc="eval", unit="sample",
-                                                        file=sys.stderr))
+                                                        file=sys.stderr), device=device)
     out = args.out or args.predictions / "eval.json"
     write_json(out, scores.as_dict())
     print(format_table(scores))

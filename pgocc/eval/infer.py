@@ -401,7 +401,7 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
         files = sorted(p for p in pred_dir.glob("*.npz"))
         scores = score_predictions(files, label_files(labels_dir), origins,
                                    progress=lambda it: tqdm(it, total=len(files), desc="score", unit="sample",
-                                                            file=sys.stderr))
+                                                            file=sys.stderr), device=device)
         write_json(run_dir / "eval.json", scores.as_dict())
     result = InferResult(run_dir=run_dir, samples=done, scores=scores,
                          depth=None if depth_metric is None else depth_metric.compute(),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pgocc.data.occ3d import FREE, GRID_SHAPE, OCC3D_CLASSES, load_labels
 from pgocc.errors import DataError
@@ -136,7 +137,8 @@ RULES = {
 
 def score_predictions(files: Iterable[Path], labels: dict[str, Path],
                       origins: dict[str, np.ndarray] | None = None,
-                      progress: Callable[[Iterable[Path]], Iterable[Path]] = lambda x: x) -> EvalScores:
+                      progress: Callable[[Iterable[Path]], Iterable[Path]] = lambda x: x,
+                      device: torch.device | str = "cpu") -> EvalScores:
     """Score prediction files (named ``<token>.npz``) against the labels of the same tokens.
 
     Args:
@@ -144,9 +146,10 @@ def score_predictions(files: Iterable[Path], labels: dict[str, Path],
         labels: token → labels.npz (:func:`label_files`).
         origins: token → RayIoU origins (:func:`scene_origins`); None: no RayIoU.
         progress: wraps the file iterable (e.g. a progress bar).
+        device: where RayIoU casts its rays.
     """
     occupancy = OccupancyMIoU()
-    rays = RayIoU() if origins is not None else None
+    rays = RayIoU(device=device) if origins is not None else None
     for path in progress(files):
         token = path.stem
         if token not in labels:

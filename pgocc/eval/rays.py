@@ -87,7 +87,7 @@ def first_hits(labels: torch.Tensor, origins: torch.Tensor, directions: torch.Te
 
     Args:
         labels: [G, X, Y, Z] integer labels (17 = free) of G grids sharing the rays (e.g. ground truth and
-            prediction), axis i of a grid along ego axis i.
+            prediction), axis i of a grid along ego axis i; the rays are cast on its device.
         origins: [T, 3] ray origins inside the grid, metres in the grids' frame.
         directions: [R, 3] unit directions.
         grid_min: metres of voxel (0, 0, 0)'s lower corner.
@@ -99,16 +99,17 @@ def first_hits(labels: torch.Tensor, origins: torch.Tensor, directions: torch.Te
     if labels.ndim != 4:
         raise ValueError(f"first_hits: labels must be [G, X, Y, Z], got {tuple(labels.shape)}")
     grids, dims = labels.shape[0], labels.shape[1:]
-    o = (origins.to(torch.float64).cpu() - torch.tensor(grid_min, dtype=torch.float64)) / voxel_size
+    device = labels.device
+    o = (origins.to(device, torch.float64) - torch.tensor(grid_min, dtype=torch.float64, device=device)) / voxel_size
     start = torch.floor(o).to(torch.int64)
-    if ((start < 0) | (start >= torch.tensor(dims))).any():
+    if ((start < 0) | (start >= torch.tensor(dims, device=device))).any():
         raise ValueError(f"first_hits: every origin must lie inside the grid, got {origins.tolist()}")
     # The grids with a border of OUTSIDE voxels, flattened: a step is one index increment per axis.
-    padded = torch.nn.functional.pad(labels.to(torch.int64).cpu(), (1, 1, 1, 1, 1, 1), value=OUTSIDE).reshape(-1)
+    padded = torch.nn.functional.pad(labels.to(torch.int64), (1, 1, 1, 1, 1, 1), value=OUTSIDE).reshape(-1)
     stride = ((dims[1] + 2) * (dims[2] + 2), dims[2] + 2, 1)
     per_grid_voxels = (dims[0] + 2) * stride[0]
 
-    d = directions.to(torch.float64).cpu()
+    d = directions.to(device, torch.float64)
     num_origins, num_dirs = o.shape[0], d.shape[0]
     per_grid = num_origins * num_dirs
     num = grids * per_grid
@@ -122,13 +123,13 @@ def first_hits(labels: torch.Tensor, origins: torch.Tensor, directions: torch.Te
                      for i in range(3))
     dt_x, dt_y, dt_z = (torch.where(d[:, i] != 0, step[:, i] / d[:, i], torch.inf) for i in range(3))
     s_x, s_y, s_z = (step[:, i] * stride[i] for i in range(3))
-    ray = torch.arange(num)
-    flat = (ray // per_grid) * per_grid_voxels + ((v + 1) * torch.tensor(stride)).sum(-1)
-    last_exit = torch.zeros(num, dtype=torch.float64)
+    ray = torch.arange(num, device=device)
+    flat = (ray // per_grid) * per_grid_voxels + ((v + 1) * torch.tensor(stride, device=device)).sum(-1)
+    last_exit = torch.zeros(num, dtype=torch.float64, device=device)
 
-    label = torch.full((num,), FREE, dtype=torch.int64)
-    distance = torch.full((num,), -1.0, dtype=torch.float64)
-    alive = torch.ones(num, dtype=torch.bool)
+    label = torch.full((num,), FREE, dtype=torch.int64, device=device)
+    distance = torch.full((num,), -1.0, dtype=torch.float64, device=device)
+    alive = torch.ones(num, dtype=torch.bool, device=device)
     for i in range(MAX_STEPS):
         # (stopped rays keep stepping until the next compaction, possibly out of the array: clamped, never read)
         value = padded[flat.clamp(0, padded.numel() - 1)]
@@ -194,9 +195,11 @@ class RayScores:
 class RayIoU:
     """Accumulates ray counts over samples; its arrays and ``samples`` are sums (all-reduce combines processes)."""
 
-    def __init__(self, directions: torch.Tensor | None = None) -> None:
-        """``directions``: [R, 3] unit ray directions; None: :func:`lidar_ray_directions`."""
+    def __init__(self, directions: torch.Tensor | None = None, device: torch.device | str = "cpu") -> None:
+        """``directions``: [R, 3] unit ray directions; None: :func:`lidar_ray_directions`. ``device``: where the rays
+        are cast (a GPU takes a fraction of a CPU's seconds per sample)."""
         self.directions = lidar_ray_directions() if directions is None else directions
+        self.device = torch.device(device)
         self.gt_rays = np.zeros(FREE + 1, np.int64)
         """[18] scored rays whose ground-truth hit has each label."""
         self.pred_rays = np.zeros(FREE + 1, np.int64)
@@ -214,10 +217,11 @@ class RayIoU:
                              "[X, Y, Z] shape")
         if origins.ndim != 2 or origins.shape[1] != 3 or origins.shape[0] == 0:
             raise ValueError(f"RayIoU.update: origins must be [T >= 1, 3], got {tuple(origins.shape)}")
-        hits = first_hits(torch.stack([gt.to(torch.int64), pred.to(torch.int64)]), origins, self.directions)
+        grids = torch.stack([gt.to(torch.int64), pred.to(torch.int64)]).to(self.device)
+        hits = first_hits(grids, origins, self.directions)
         keep = hits.label[0] != FREE
-        gl, pl = hits.label[0, keep].numpy(), hits.label[1, keep].numpy()
-        error = (hits.distance[1, keep] - hits.distance[0, keep]).abs().numpy()
+        gl, pl = hits.label[0, keep].cpu().numpy(), hits.label[1, keep].cpu().numpy()
+        error = (hits.distance[1, keep] - hits.distance[0, keep]).abs().cpu().numpy()
         self.gt_rays += np.bincount(gl, minlength=FREE + 1)
         self.pred_rays += np.bincount(pl, minlength=FREE + 1)
         for j, tau in enumerate(THRESHOLDS):
