@@ -319,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     add_experiment_arguments(parser, default="configs.base:base")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--calls", type=int, default=5, help="profiled calls per measurement")
+    parser.add_argument("--budget", type=float, default=3.0, help="seconds of timed calls per wall-time measurement")
+    parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
     parser.add_argument("--world", type=Path, help="nuScenes-format folder for the end-to-end measurement")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -329,30 +331,30 @@ def main(argv: list[str] | None = None) -> int:
                               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": {}}
     stages_of: dict[str, dict[str, float]] = {}
     md = [f"# Breakdown — {report['device']}, {report['date']}, {args.config}", ""]
-    for bf16 in (False, True):
+    for bf16 in [p == "bf16" for p in args.precision]:
         tag = "bf16 autocast" if bf16 else "fp32"
         model, readout = build_inference(cfg, device)
         frame = online_frame(cfg, model, readout, batch, bf16=bf16)
-        wall = measure(frame, device, budget_s=3.0, min_calls=3)
+        wall = measure(frame, device, budget_s=args.budget, min_calls=3)
         stages, ranges, total = profile_stages(frame, model, readout, None, device, args.calls)
         title = f"online inference, {tag}"
         stages_of[title] = stages
         report["runs"][title] = {"wall_ms": wall.ms, "peak_gib": wall.peak_gib, "stages_ms": stages,
                                  "ranges_ms": ranges, "profiled_total_ms": total}
         md += _table(title, stages, wall.ms, bf16)
-        if device.type == "cuda" and not bf16:
+        if device.type == "cuda":
             counts = count_launches(frame)
-            report["launches_online_fp32"] = counts
-            md += ["### Launches and host syncs of one online frame (fp32)", "",
-                   f"{counts['kernel_launches']} kernel launches, {counts['sync_calls']} synchronising runtime calls, "
-                   f"{counts['dtoh_copies']} device-to-host copies. Sync sites (torch sync debug mode): "
+            report["runs"][title]["launches"] = counts
+            md += [f"Launches and host syncs of one frame: {counts['kernel_launches']} kernel launches, "
+                   f"{counts['sync_calls']} synchronising runtime calls, {counts['dtoh_copies']} device-to-host "
+                   "copies; sync sites (torch sync debug mode): "
                    + (", ".join(f"`{k}` ×{v}" for k, v in counts["sync_sites"].items()) or "none"), ""]
-        elif device.type != "cuda" and not bf16:
+        else:
             md += ["Launch and sync counts need CUDA (not measured on the CPU).", ""]
         del model, readout, frame
 
         model, criterion, step = training_step(cfg, device, batch, bf16=bf16)
-        wall = measure(step, device, budget_s=3.0, min_calls=2)
+        wall = measure(step, device, budget_s=args.budget, min_calls=2)
         stages, ranges, total = profile_stages(step, model, None, criterion, device, max(1, args.calls // 2))
         title = f"training step, {tag}"
         stages_of[title] = stages
@@ -363,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     if args.world is not None:
-        e2e = {tag: end_to_end(cfg, args.world, device, bf16) for tag, bf16 in (("fp32", False), ("bf16", True))}
+        e2e = {tag: end_to_end(cfg, args.world, device, tag == "bf16") for tag in args.precision}
         report["end_to_end"] = e2e
         md += ["### End to end (online loader → labels on the host)", "",
                "| precision | frames | ms / frame | FPS | loader ms / sample (one process) | workers |",

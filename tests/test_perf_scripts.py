@@ -1,0 +1,75 @@
+"""CPU dry runs of the GPU performance scripts (bench/breakdown.py, bench/ablation.py) on the tiny config at tiny
+sizes: every stage gets its profiler range and the ranges come off afterwards; both scripts write their reports.
+No timing is asserted (timings are benchmarks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import ablation, breakdown
+from bench.perf import build_inference, online_frame, synthetic_batch, training_step
+from pgocc import ops
+from pgocc.config import ExperimentConfig, apply_overrides, load_experiment
+
+SMALL = ["data.input_size=32,64", "data.render_size=12,20", "model.voxel_size=3.2"]
+"""Tiny images and renders, a 25 × 25 × 2 readout grid: a frame takes well under a second on the CPU."""
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def cfg() -> ExperimentConfig:
+    return apply_overrides(load_experiment("configs.tiny:tiny"), SMALL)
+
+
+def test_breakdown_ranges_cover_every_stage_and_come_off(cfg: ExperimentConfig) -> None:
+    batch = synthetic_batch(cfg, CPU)
+    model, readout = build_inference(cfg, CPU)
+    fps, render = model._fps, model.renderer.depth
+    frame = online_frame(cfg, model, readout, batch)
+    stages, ranges, total = breakdown.profile_stages(frame, model, readout, None, CPU, calls=1)
+    decoder = {f"s{s} {part}" for s in range(3) for part in ("attention", "sampling", "mixing", "ffn", "heads")}
+    assert set(ranges) == {"backbone", "fps", "densify render", "readout"} | decoder
+    assert all(ms > 0 for ms in ranges.values())
+    assert set(stages) == set(breakdown.FLOORS_MS) - set(breakdown.TRAINING_ONLY)
+    assert sum(stages.values()) == pytest.approx(total, rel=1e-6)  # "backward and other" is the rest
+    # the ranges are gone: the original callables are back, no hook is left on any module
+    assert model._fps is fps and model.renderer.depth == render and "depth" not in vars(model.renderer)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in [*model.modules(), readout])
+
+    model, criterion, step = training_step(cfg, CPU, batch)
+    stages, ranges, _ = breakdown.profile_stages(step, model, None, criterion, CPU, calls=1)
+    assert {"loss render", "losses", "optimizer", "densify render", "backbone"} <= set(ranges)
+    assert stages["losses"] == pytest.approx(ranges["losses"] - ranges["loss render"])
+    assert "readout" not in stages and not criterion.renderer.__dict__.get("features_and_depth")
+
+
+def test_breakdown_writes_its_report(tmp_path: Path) -> None:
+    args = ["--out", str(tmp_path), "--config", "configs.tiny:tiny", "--device", "cpu", "--precision", "fp32",
+            "--budget", "0", "--calls", "1"] + [a for s in SMALL for a in ("--set", s)]
+    assert breakdown.main(args) == 0
+    report = json.loads((tmp_path / "breakdown.json").read_text())
+    assert set(report["runs"]) == {"online inference, fp32", "training step, fp32"}
+    md = (tmp_path / "breakdown.md").read_text()
+    assert "Launch and sync counts need CUDA" in md and "Largest gap to a floor" in md
+    assert (tmp_path / "breakdown.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ablation_variants_and_report(tmp_path: Path) -> None:
+    table = ablation.variants()
+    assert set(table) == {"triton", "reference", "gsplat"} | {f"ref:{op}" for op in ops.OPS}
+    for op in ops.OPS:  # a swap changes exactly its op
+        changed = {o for o in ops.OPS if getattr(table[f"ref:{op}"], o) != getattr(table["triton"], o)}
+        assert changed == {op} and getattr(table[f"ref:{op}"], op) == "reference"
+    assert table["gsplat"].gs_raster == "gsplat"
+    args = ["--out", str(tmp_path), "--config", "configs.tiny:tiny", "--device", "cpu", "--variants",
+            "reference,gsplat", "--budget", "0"] + [a for s in SMALL for a in ("--set", s)]
+    assert ablation.main(args) == 0
+    rows = json.loads((tmp_path / "ablation.json").read_text())["rows"]
+    assert set(rows) == {"reference", "reference, bf16", "gsplat"}
+    assert rows["reference"]["infer"]["ms"] > 0 and rows["reference"]["train"]["calls"] >= 1
+    assert "cuda only" in rows["gsplat"]["infer"]["error"]  # a failing variant is reported, the run goes on
+    assert "| reference | " in (tmp_path / "ablation.md").read_text()
