@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown variant(s) {unknown}; choose from {', '.join(table)}")
     args.out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, Any]] = {}
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for name in chosen:
         vcfg = replace(cfg, kernels=table[name])
         for bf16 in (False, True) if name in BF16_VARIANTS else (False,):
@@ -96,8 +97,14 @@ def main(argv: list[str] | None = None) -> int:
                            "infer": _run("infer", vcfg, device, bf16, args.budget),
                            "train": _run("train", vcfg, device, bf16, args.budget)}
             print(label, json.dumps({k: rows[label][k] for k in ("infer", "train")}), flush=True)
-    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    md = [f"# Kernel ablation — {device_name(device)}, {date}, {args.config}", "",
+            _write(args.out, rows, device, date, args.config)  # after every row: a run cut short keeps its rows
+    print((args.out / "ablation.md").read_text())
+    return 0
+
+
+def _write(out: Path, rows: dict[str, dict[str, Any]], device: torch.device, date: str, config: str) -> None:
+    """ablation.json and ablation.md of the rows so far."""
+    md = [f"# Kernel ablation — {device_name(device)}, {date}, {config}", "",
           "Online inference: one frame (6 new images, 7 past frames cached, readout to labels); training: one step "
           "of the training loop. Ratios to the all-triton row of the same precision.", "",
           "| variant | infer ms / frame | infer peak GiB | train ms / step | train peak GiB |", "|---|---|---|---|---|"]
@@ -105,11 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         base = rows.get("triton, bf16" if r["bf16"] else "triton")
         md.append(f"| {label} | {_cell(r['infer'], base and base['infer'])} | "
                   f"{_cell(r['train'], base and base['train'])} |")
-    (args.out / "ablation.json").write_text(json.dumps({"device": device_name(device), "date": date,
-                                                         "config": args.config, "rows": rows}, indent=1))
-    (args.out / "ablation.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
-    return 0
+    (out / "ablation.json").write_text(json.dumps({"device": device_name(device), "date": date, "config": config,
+                                                    "rows": rows}, indent=1))
+    (out / "ablation.md").write_text("\n".join(md) + "\n")
 
 
 if __name__ == "__main__":

@@ -313,6 +313,12 @@ def _table(title: str, stages: dict[str, float], wall_ms: float, bf16: bool) -> 
     return [*lines, ""]
 
 
+def _save(out: Path, report: dict[str, Any], md: list[str], stages_of: dict[str, dict[str, float]]) -> None:
+    (out / "breakdown.json").write_text(json.dumps(report, indent=1))
+    (out / "breakdown.md").write_text("\n".join(md))
+    _plot(out / "breakdown.png", stages_of)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for breakdown.md / .json / .png")
@@ -342,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         report["runs"][title] = {"wall_ms": wall.ms, "peak_gib": wall.peak_gib, "stages_ms": stages,
                                  "ranges_ms": ranges, "profiled_total_ms": total}
         md += _table(title, stages, wall.ms, bf16)
+        _save(args.out, report, md, stages_of)  # after every run: a run cut short keeps what it measured
         if device.type == "cuda":
             counts = count_launches(frame)
             report["runs"][title]["launches"] = counts
@@ -361,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         report["runs"][title] = {"wall_ms": wall.ms, "peak_gib": wall.peak_gib, "stages_ms": stages,
                                  "ranges_ms": ranges, "profiled_total_ms": total}
         md += _table(title, stages, wall.ms, bf16)
+        _save(args.out, report, md, stages_of)  # after every run: a run cut short keeps what it measured
         del model, criterion, step
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -373,9 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         md += [f"| {tag} | {r['frames']} | {r['frame_ms']:.2f} | {1e3 / r['frame_ms']:.1f} | "
                f"{r['loader_ms_per_sample_one_process']:.1f} | {r['workers']} |" for tag, r in e2e.items()]
         md.append("")
-    (args.out / "breakdown.json").write_text(json.dumps(report, indent=1))
-    (args.out / "breakdown.md").write_text("\n".join(md))
-    _plot(args.out / "breakdown.png", stages_of)
+        _save(args.out, report, md, stages_of)
     print("\n".join(md))
     return 0
 

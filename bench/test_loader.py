@@ -5,8 +5,8 @@
 
 A training sample is 8 frames × 6 cameras (48 JPEG decodes + resize/crop), 18 render targets, 6 depth and 6
 feature maps and the Occ3D labels; an online sample (inference as a car runs it) decodes only the 6 current
-images and reads their depth and the labels. Two synthetic worlds: nuScenes-sized 1600×900 JPEGs (decoded at 1/2 scale) and
-the demo's 704×396 (no resize). Run: ``.venv/bin/python -m pytest bench/test_loader.py --benchmark-only``.
+images and reads their depth and the labels. Two synthetic worlds: nuScenes-sized 1600×900 JPEGs (decoded at 1/2
+scale) and the demo's 704×396 (no resize). Run: ``.venv/bin/python -m pytest bench/test_loader.py --benchmark-only``.
 Generating the 1600×900 world takes about a minute on 2 cores (not timed).
 """
 
