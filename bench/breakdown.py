@@ -316,7 +316,10 @@ def _table(title: str, stages: dict[str, float], wall_ms: float, bf16: bool) -> 
 def _save(out: Path, report: dict[str, Any], md: list[str], stages_of: dict[str, dict[str, float]]) -> None:
     (out / "breakdown.json").write_text(json.dumps(report, indent=1))
     (out / "breakdown.md").write_text("\n".join(md))
-    _plot(out / "breakdown.png", stages_of)
+    try:
+        _plot(out / "breakdown.png", stages_of)
+    except ImportError as exc:  # the tables and the JSON hold every figure; the picture is a view of them
+        print(f"breakdown: no picture ({exc}); install matplotlib", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

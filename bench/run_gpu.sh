@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# On a machine with an NVIDIA GPU: GPU parity tests, then every benchmark; writes a Markdown summary to $OUT.
+# On a machine with an NVIDIA GPU: GPU parity tests, every benchmark, the whole-model stage breakdown and the kernel
+# ablation; writes Markdown/JSON/PNG to $OUT.
 #
 #   bash bench/run_gpu.sh [pytest -k expression for the benchmarks]
 #
-# Environment: PARITY_TESTS (test files to run natively), PARITY_TIMEOUT / BENCH_TIMEOUT (seconds),
-# PGOCC_BENCH_ROUNDS (timed rounds per benchmark), SKIP_PARITY=1 / SKIP_BENCH=1 to split the work over two calls
-# where one call is limited (the parity step takes about 6 minutes on an H100, gsplat's build included).
+# Environment: PARITY_TESTS (test files to run natively), PARITY_TIMEOUT / BENCH_TIMEOUT / BREAKDOWN_TIMEOUT /
+# ABLATION_TIMEOUT (seconds), PGOCC_BENCH_ROUNDS (timed rounds per benchmark), SKIP_PARITY=1 / SKIP_BENCH=1 /
+# SKIP_BREAKDOWN=1 / SKIP_ABLATION=1 to split the work over calls where one call is limited.
+# Duration of a default run on an H100 (the last two are estimates, not yet run): parity ≈ 6 min (gsplat's build
+# included), benchmarks ≈ 8 min (capped by BENCH_TIMEOUT), breakdown ≈ 3 min (bench/breakdown.py; the 12-keyframe
+# 1600×900 world of its end-to-end figure takes ≈ 20 s to generate), ablation ≈ 5 min (bench/ablation.py; the
+# all-reference rows dominate): ≈ 22 min in all, more than one call allows, so split it, e.g.
+#   (1) SKIP_BENCH=1 SKIP_BREAKDOWN=1 SKIP_ABLATION=1 bash bench/run_gpu.sh                        parity, ≈ 6 min
+#   (2) SKIP_PARITY=1 SKIP_BREAKDOWN=1 SKIP_ABLATION=1 bash bench/run_gpu.sh                   benchmarks, ≈ 8 min
+#   (3) SKIP_PARITY=1 bash bench/run_gpu.sh test_model    issue 18: whole-model benchmarks, breakdown, ablation, ≈ 9 min
+# The breakdown and ablation scripts write their reports after every run, so a call cut short keeps what it measured.
 # On a machine without internet access, put the wheels of the packages it lacks (gsplat and rich's dependencies,
 # nuscenes-devkit, pyquaternion, PyTurboJPEG, ...) in .whl/ and libturbojpeg0 in .deb/ (README, "GPU runs"); the
 # figures in bench/RESULTS.md come from an image with torch 2.11, triton 3.6 and pytest-benchmark preinstalled.
@@ -36,5 +45,21 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
   bench_rc=${PIPESTATUS[0]}
   python3 bench/summarize.py "$OUT/bench.json" "$OUT/device.txt" > "$OUT/summary.md" && cat "$OUT/summary.md"
 fi
-echo "run_gpu: parity rc=$parity_rc bench rc=$bench_rc"
-exit $(( parity_rc != 0 || bench_rc != 0 ))
+breakdown_rc=0
+if [[ "${SKIP_BREAKDOWN:-0}" != 1 ]]; then
+  echo "== breakdown (issue 18: stages vs floors, launches and syncs, end to end over a 1600x900 world)"
+  world=/tmp/pgocc-e2e-world
+  [[ -d $world ]] || python3 -m pgocc make-synthetic --out "$world" --scenes 1 --keyframes 12 --sweeps 0 \
+    --width 1600 --height 900 --text-encoder hash --jobs "$(nproc)" 2>&1 | tail -1
+  timeout ${BREAKDOWN_TIMEOUT:-300} python3 bench/breakdown.py --out "$OUT" --world "$world" 2>&1 | tail -80
+  breakdown_rc=${PIPESTATUS[0]}
+fi
+
+ablation_rc=0
+if [[ "${SKIP_ABLATION:-0}" != 1 ]]; then
+  echo "== kernel ablation (issue 18)"
+  timeout ${ABLATION_TIMEOUT:-420} python3 bench/ablation.py --out "$OUT" 2>&1 | tail -30
+  ablation_rc=${PIPESTATUS[0]}
+fi
+echo "run_gpu: parity rc=$parity_rc bench rc=$bench_rc breakdown rc=$breakdown_rc ablation rc=$ablation_rc"
+exit $(( parity_rc != 0 || bench_rc != 0 || breakdown_rc != 0 || ablation_rc != 0 ))
