@@ -24,13 +24,6 @@ def small() -> ExperimentConfig:
     return cfg
 
 
-def small_reference() -> ExperimentConfig:
-    """:func:`small` with every hot path on its PyTorch reference (the same model; for CPU machines)."""
-    cfg = small()
-    cfg.kernels = KernelConfig()
-    return cfg
-
-
 def small_cpu() -> ExperimentConfig:
     """A CPU-trainable variant (hours on 2 cores) and the demo's model: reference kernels, 2 frames, 300/100/100
     Gaussians, one bottleneck per ResNet stage, 128 × 352 network input (the synthetic world at half resolution),

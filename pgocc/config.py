@@ -322,8 +322,8 @@ class TrainConfig:
 CPU_MAX_QUERY_FRAMES = 2000
 """Largest sum(model.num_queries) × model.num_frames a run without CUDA accepts; the sampling, fusion and attention
 of every stage grow with it. On 2 CPU cores configs.small:small_cpu (500 Gaussians × 2 frames) infers the demo's 2
-samples in about 80 s; configs.small:small_reference (2000 × 4) had not finished one sample after 400 s (a shared
-machine: 145 CPU-seconds) and configs.base:base (6000 × 8) not after 500 s."""
+samples in about 80 s; configs.small:small with reference kernels (2000 × 4) had not finished one sample after
+400 s (a shared machine: 145 CPU-seconds) and configs.base:base (6000 × 8) not after 500 s."""
 CPU_CONFIGS = "configs.small:small_cpu or configs.tiny:tiny"
 
 
