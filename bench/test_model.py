@@ -1,11 +1,13 @@
 """The whole model on the GPU at the default size (configs.base: 6 cameras × 8 frames at 256 × 704, 180 × 320
 renders, three stages to 6000 Gaussians, readout to the 200 × 200 × 16 Occ3D grid), every hot path on ``triton``,
-float32, one sample.
+float32 unless named, one sample.
 
 - ``infer/offline``: the forward over all 48 images + the readout (labels and similarity to the 21 prompts).
-- ``infer/online``: the same with the 7 past frames' features cached (§1.1 online mode): the backbone sees the 6
-  new images only.
-- ``train/step``: forward + every loss term + backward (activation checkpointing as configured).
+- ``infer/online``: the same with the 7 past frames' features cached (§1.1 online mode, bench/perf.py): the batch
+  holds the 6 new images only, as the online loader gives them; ``infer/online-bf16`` under bf16 autocast (readout
+  float32).
+- ``train/step``: forward + every loss term + backward (activation checkpointing as configured; no optimizer, unlike
+  bench/train_step.py and bench/ablation.py, which time the training loop's whole step).
 
 The anchor is the original's 2.40 FPS end to end (paper, docs/kernels.md §8; its hardware is not ours, so the ratio is
 indicative) and ≈ 1.15 GPU-seconds per training sample. The model is randomly initialised: speed does not depend on
@@ -16,53 +18,33 @@ tests/test_model.py gives every stage its full candidate set).
 from __future__ import annotations
 
 import pytest
-import torch
 
+from bench.perf import build_inference, online_frame, random_prototypes, synthetic_batch
 from configs.base import base
-from pgocc.config import ExperimentConfig
-from pgocc.data.batch import Batch
-from pgocc.model import FeatureCache, PGOcc, PGOccLoss, Readout
-from pgocc.model.readout import occupancy_labels
-from tests.test_model import default_size_batch
+from pgocc.model import PGOcc, PGOccLoss
 from tests.test_readout import OCC3D_COLUMNS
 
 
-def _setup(train: bool) -> tuple[ExperimentConfig, PGOcc, Batch]:
-    cfg = base()
-    model = PGOcc(cfg.model, cfg.kernels).cuda()
-    model.train(train)
-    return cfg, model, default_size_batch("cuda")
-
-
-@pytest.mark.parametrize("mode", ["offline", "online"])
+@pytest.mark.parametrize("mode", ["offline", "online", "online-bf16"])
 def test_infer(gpu_bench, mode: str) -> None:  # noqa: ANN001
-    cfg, model, batch = _setup(train=False)
-    readout = Readout(cfg.model, cfg.kernels).cuda()
-    protos = torch.randn(len(OCC3D_COLUMNS), cfg.model.ov_dims, device="cuda")
-    N = batch.num_cams
-    past: list[tuple[str, list[torch.Tensor]]] = []
-    if mode == "online":
-        warm = FeatureCache(capacity=cfg.model.num_frames)
-        with torch.inference_mode():
-            model(batch, cache=warm)
-        keys = [batch.filenames[0][t * N] for t in range(1, cfg.model.num_frames)]
-        past = [(key, warm.get(key)) for key in keys]
+    cfg = base()
+    model, readout = build_inference(cfg, "cuda")
+    batch = synthetic_batch(cfg, "cuda")
+    if mode == "offline":
+        prototypes = random_prototypes(cfg, "cuda")
 
-    def step() -> torch.Tensor:
-        cache: FeatureCache | None = None
-        if mode == "online":
-            cache = FeatureCache(capacity=cfg.model.num_frames)
-            for key, maps in past:
-                cache.put(key, maps)
-        pred = model(batch, cache=cache)
-        density, field = readout.similarity(pred.final, protos)
-        return occupancy_labels(density, field, OCC3D_COLUMNS, cfg.model.density_threshold)
+        def step():  # noqa: ANN202
+            return readout(model(batch).final, prototypes, OCC3D_COLUMNS)
+    else:
+        step = online_frame(cfg, model, readout, batch, bf16=mode == "online-bf16")
 
     gpu_bench(step, {}, mode="infer", group=f"model/default/infer/{mode}", impl="triton")
 
 
 def test_train_step(gpu_bench) -> None:  # noqa: ANN001
-    cfg, model, batch = _setup(train=True)
+    cfg = base()
+    model = PGOcc(cfg.model, cfg.kernels).cuda().train()
+    batch = synthetic_batch(cfg, "cuda")
     loss_fn = PGOccLoss(cfg.model, cfg.loss, cfg.kernels)
     params = [p for p in model.parameters() if p.requires_grad]
 
