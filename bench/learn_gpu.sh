@@ -87,7 +87,8 @@ echo "learn_gpu: trained in $(( $(date +%s) - start )) s"
 
 # The readout's opacity threshold is calibrated on the training world and then applied to the held-out world: each
 # trained model is scored on both at every threshold of THRESHOLDS. The runs share the GPU, all at once.
-INFER=(--set data.val_split=all --pictures 0 --num-samples "${SCORE_SAMPLES:-32}" --set data.num_workers=2)
+# RayIoU is left out: it runs on the CPU after inference, and many processes at once made it the slowest part.
+INFER=(--set data.val_split=all --pictures 0 --num-samples "${SCORE_SAMPLES:-32}" --set data.num_workers=2 --no-rayiou)
 python3 -m pgocc infer --config "$CONFIG" --dataroot $W/heldout "${INFER[@]}" --out $R/untrained > $R/untrained.log 2>&1 &
 for fidelity in paper released; do
   [[ -f $R/$fidelity/model.safetensors ]] || continue
