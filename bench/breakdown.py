@@ -313,13 +313,34 @@ def _table(title: str, stages: dict[str, float], wall_ms: float, bf16: bool) -> 
     return [*lines, ""]
 
 
-def _save(out: Path, report: dict[str, Any], md: list[str], stages_of: dict[str, dict[str, float]]) -> None:
-    (out / "breakdown.json").write_text(json.dumps(report, indent=1))
-    (out / "breakdown.md").write_text("\n".join(md))
-    try:
-        _plot(out / "breakdown.png", stages_of)
-    except ImportError as exc:  # the tables and the JSON hold every figure; the picture is a view of them
-        print(f"breakdown: no picture ({exc}); install matplotlib", file=sys.stderr)
+class Report:
+    """breakdown.json / .md / .png in ``out``, rewritten after every run (a run cut short keeps what it measured)."""
+
+    def __init__(self, out: Path, header: dict[str, Any]) -> None:
+        self.out = out
+        self.data: dict[str, Any] = {**header, "runs": {}}
+        self.md = [f"# Breakdown — {header['device']}, {header['date']}, {header['config']}", ""]
+        self.stages_of: dict[str, dict[str, float]] = {}
+
+    def add_run(self, title: str, fn: Callable[[], object], model: PGOcc, readout: Readout | None,
+                criterion: PGOccLoss | None, device: torch.device, *, bf16: bool, budget: float, calls: int,
+                min_calls: int) -> None:
+        """Wall time of ``fn`` (no profiler), then its stages under the profiler; a table and a plot panel."""
+        wall = measure(fn, device, budget_s=budget, min_calls=min_calls)
+        stages, ranges, total = profile_stages(fn, model, readout, criterion, device, calls)
+        self.stages_of[title] = stages
+        self.data["runs"][title] = {"wall_ms": wall.ms, "peak_gib": wall.peak_gib, "stages_ms": stages,
+                                    "ranges_ms": ranges, "profiled_total_ms": total}
+        self.md += _table(title, stages, wall.ms, bf16)
+        self.save()
+
+    def save(self) -> None:
+        (self.out / "breakdown.json").write_text(json.dumps(self.data, indent=1))
+        (self.out / "breakdown.md").write_text("\n".join(self.md))
+        try:
+            _plot(self.out / "breakdown.png", self.stages_of)
+        except ImportError as exc:  # the tables and the JSON hold every figure; the picture is a view of them
+            print(f"breakdown: no picture ({exc}); install matplotlib", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,56 +357,41 @@ def main(argv: list[str] | None = None) -> int:
     cfg = experiment_from_args(args)
     args.out.mkdir(parents=True, exist_ok=True)
     batch = synthetic_batch(cfg, device)
-    report: dict[str, Any] = {"device": device_name(device), "torch": torch.__version__, "config": args.config,
-                              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": {}}
-    stages_of: dict[str, dict[str, float]] = {}
-    md = [f"# Breakdown — {report['device']}, {report['date']}, {args.config}", ""]
+    rep = Report(args.out, {"device": device_name(device), "torch": torch.__version__, "config": args.config,
+                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
     for bf16 in [p == "bf16" for p in args.precision]:
         tag = "bf16 autocast" if bf16 else "fp32"
         model, readout = build_inference(cfg, device)
         frame = online_frame(cfg, model, readout, batch, bf16=bf16)
-        wall = measure(frame, device, budget_s=args.budget, min_calls=3)
-        stages, ranges, total = profile_stages(frame, model, readout, None, device, args.calls)
-        title = f"online inference, {tag}"
-        stages_of[title] = stages
-        report["runs"][title] = {"wall_ms": wall.ms, "peak_gib": wall.peak_gib, "stages_ms": stages,
-                                 "ranges_ms": ranges, "profiled_total_ms": total}
-        md += _table(title, stages, wall.ms, bf16)
-        _save(args.out, report, md, stages_of)  # after every run: a run cut short keeps what it measured
+        rep.add_run(f"online inference, {tag}", frame, model, readout, None, device, bf16=bf16, budget=args.budget,
+                    calls=args.calls, min_calls=3)
         if device.type == "cuda":
             counts = count_launches(frame)
-            report["runs"][title]["launches"] = counts
-            md += [f"Launches and host syncs of one frame: {counts['kernel_launches']} kernel launches, "
-                   f"{counts['sync_calls']} synchronising runtime calls, {counts['dtoh_copies']} device-to-host "
-                   "copies; sync sites (torch sync debug mode): "
-                   + (", ".join(f"`{k}` ×{v}" for k, v in counts["sync_sites"].items()) or "none"), ""]
+            rep.data["runs"][f"online inference, {tag}"]["launches"] = counts
+            rep.md += [f"Launches and host syncs of one frame: {counts['kernel_launches']} kernel launches, "
+                       f"{counts['sync_calls']} synchronising runtime calls, {counts['dtoh_copies']} device-to-host "
+                       "copies; sync sites (torch sync debug mode): "
+                       + (", ".join(f"`{k}` ×{v}" for k, v in counts["sync_sites"].items()) or "none"), ""]
         else:
-            md += ["Launch and sync counts need CUDA (not measured on the CPU).", ""]
+            rep.md += ["Launch and sync counts need CUDA (not measured on the CPU).", ""]
         del model, readout, frame
-
         model, criterion, step = training_step(cfg, device, batch, bf16=bf16)
-        wall = measure(step, device, budget_s=args.budget, min_calls=2)
-        stages, ranges, total = profile_stages(step, model, None, criterion, device, max(1, args.calls // 2))
-        title = f"training step, {tag}"
-        stages_of[title] = stages
-        report["runs"][title] = {"wall_ms": wall.ms, "peak_gib": wall.peak_gib, "stages_ms": stages,
-                                 "ranges_ms": ranges, "profiled_total_ms": total}
-        md += _table(title, stages, wall.ms, bf16)
-        _save(args.out, report, md, stages_of)  # after every run: a run cut short keeps what it measured
+        rep.add_run(f"training step, {tag}", step, model, None, criterion, device, bf16=bf16, budget=args.budget,
+                    calls=max(1, args.calls // 2), min_calls=2)
         del model, criterion, step
         if device.type == "cuda":
             torch.cuda.empty_cache()
     if args.world is not None:
         e2e = {tag: end_to_end(cfg, args.world, device, tag == "bf16") for tag in args.precision}
-        report["end_to_end"] = e2e
-        md += ["### End to end (online loader → labels on the host)", "",
-               "| precision | frames | ms / frame | FPS | loader ms / sample (one process) | workers |",
-               "|---|---|---|---|---|---|"]
-        md += [f"| {tag} | {r['frames']} | {r['frame_ms']:.2f} | {1e3 / r['frame_ms']:.1f} | "
-               f"{r['loader_ms_per_sample_one_process']:.1f} | {r['workers']} |" for tag, r in e2e.items()]
-        md.append("")
-        _save(args.out, report, md, stages_of)
-    print("\n".join(md))
+        rep.data["end_to_end"] = e2e
+        rep.md += ["### End to end (online loader → labels on the host)", "",
+                   "| precision | frames | ms / frame | FPS | loader ms / sample (one process) | workers |",
+                   "|---|---|---|---|---|---|"]
+        rep.md += [f"| {tag} | {r['frames']} | {r['frame_ms']:.2f} | {1e3 / r['frame_ms']:.1f} | "
+                   f"{r['loader_ms_per_sample_one_process']:.1f} | {r['workers']} |" for tag, r in e2e.items()]
+        rep.md.append("")
+        rep.save()
+    print("\n".join(rep.md))
     return 0
 
 
