@@ -12,7 +12,7 @@ Writes ``DIR/breakdown.md``, ``DIR/breakdown.json`` and ``DIR/breakdown.png``:
    stage's time is the GPU time of the kernels launched inside its range (CPU time on the CPU); "backward and
    other" is the rest of the step's kernel time (autograd's backward runs outside the ranges; with activation
    checkpointing a stage's range also holds its recompute). Each stage is shown beside its floor from
-   docs/model.md §11 (ALGORITHM.md §11) and the largest gaps are named.
+   docs/model.md §11 (derivations in FLOORS_MS) and the largest gap is named.
 2. **Launches and host syncs of one online frame** (CUDA only): kernel launches and synchronising runtime calls
    counted by the profiler, and every synchronising call site reported by ``torch.cuda.set_sync_debug_mode``.
 3. **End to end** (with ``--world``, a nuScenes-format folder such as ``pgocc make-synthetic`` writes): the online

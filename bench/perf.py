@@ -2,7 +2,7 @@
 the synthetic batch at a config's sizes, one online inference frame as a car runs it, one training step as the
 training loop runs it, and a timer.
 
-An online frame (docs/model.md §6.6): the batch holds the 6 current images only (as the ``online`` loader gives
+An online frame (docs/performance.md §1): the batch holds the 6 current images only (as the ``online`` loader gives
 them), the FeatureCache holds the 7 past frames' FPN maps (computed once beforehand), the network runs and the
 readout gives the Occ3D labels [B, 200, 200, 16]. Under ``bf16`` the network runs under ``torch.autocast``; the
 readout stays float32 (§6.5). Timings are CUDA-event medians on a GPU and wall-clock medians on the CPU (dry runs).

@@ -1,4 +1,4 @@
-"""Online inference as a car runs it (docs/model.md §6.6): the ``online`` loader decodes only the current images,
+"""Online inference as a car runs it (docs/performance.md §1): the ``online`` loader decodes only the current images,
 the model takes the past frames' features from its FeatureCache, and the result equals offline inference (every
 image decoded and run through the backbone) on the tiny synthetic world, sample by sample in scene order."""
 

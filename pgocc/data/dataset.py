@@ -20,7 +20,7 @@ Per sample:
   in, and ``source_valid`` says so (the photometric loss leaves such a source out).
 - Occ3D labels ``<labels_dir>/<scene>/<token>/labels.npz`` when ``with_labels``.
 
-Mode ``online`` is test as a car runs it (docs/model.md §6.6): only the N current images are decoded (``images``
+Mode ``online`` is test as a car runs it (docs/performance.md §1): only the N current images are decoded (``images``
 [1, N, …], ``render_gt`` the N current render images); the past frames keep their file names, poses and image
 transforms (from the index, no decoding), and the model takes their features from its FeatureCache, filled while
 the earlier keyframes of the scene were processed — so samples must come in order from a scene's first keyframe.
