@@ -12,24 +12,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from reference._math import quat_to_rotmat
+
 EPS = 1e-5
 """Depth clamp and validity threshold of the released projection code."""
-
-
-def rotation_matrix(quats: Tensor) -> Tensor:
-    """[..., 4] quaternions (w, x, y, z), any norm -> [..., 3, 3] rotation matrices of q / |q|."""
-    w, x, y, z = (quats / quats.norm(dim=-1, keepdim=True)).unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], dim=-1).unflatten(-1, (3, 3))
 
 
 def sample_points(centers: Tensor, quats: Tensor, scales: Tensor, offsets: Tensor) -> Tensor:
     """Sample points ``c + R(q) (s * o)``: [B, Q, 3], [B, Q, 4], [B, Q, 3], [B, Q, G, P, 3] -> [B, Q, G, P, 3]."""
     local = scales[:, :, None, None, :] * offsets
-    return centers[:, :, None, None, :] + torch.einsum("bqij,bqgpj->bqgpi", rotation_matrix(quats), local)
+    return centers[:, :, None, None, :] + torch.einsum("bqij,bqgpj->bqgpi", quat_to_rotmat(quats), local)
 
 
 def project(points: Tensor, ego2img: Tensor,

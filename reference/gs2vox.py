@@ -13,20 +13,10 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from pgocc.ops.gs2vox import DEFAULT_CUTOFF, DENSITY_EPS, grid_spec
+from reference._math import quat_to_rotmat
 
 PAIRS_PER_CHUNK = 1 << 23
 """(point, Gaussian) pairs per chunk: 8 M pairs × 3 coordinates × 8 bytes = 200 MB per float64 intermediate."""
-
-
-def rotation_matrices(quats: torch.Tensor) -> torch.Tensor:
-    """[..., 3, 3] rotation of unit-normalised (w, x, y, z) quaternions [..., 4]."""
-    w, x, y, z = (quats / quats.norm(dim=-1, keepdim=True)).unbind(-1)
-    rows = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ]
-    return torch.stack([torch.stack(r, -1) for r in rows], -2)
 
 
 def voxel_centres(origin: Sequence[float], voxel_size: float, dims: Sequence[int], *, dtype: torch.dtype,
@@ -39,7 +29,7 @@ def voxel_centres(origin: Sequence[float], voxel_size: float, dims: Sequence[int
 
 def mahalanobis_sq(pts: torch.Tensor, means: torch.Tensor, rot: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """[B, P, N] squared Mahalanobis distance of points [B, P, 3] to Gaussians (means [B, N, 3], rotations
-    [B, N, 3, 3] from :func:`rotation_matrices`, scales [B, N, 3])."""
+    [B, N, 3, 3] from :func:`quat_to_rotmat`, scales [B, N, 3])."""
     delta = pts[:, :, None, :] - means[:, None, :, :]                                  # [B, P, N, 3]
     # Coordinates in the Gaussian's frame, in standard deviations: diag(1/s) Rᵀ (x − μ); d² = |that|².
     local = torch.einsum("bpni,bnij->bpnj", delta, rot) / scales[:, None]
@@ -79,7 +69,7 @@ def gs2vox(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opaci
     else:
         pts = points
     r2, tail = cutoff * cutoff, math.exp(-0.5 * cutoff * cutoff)
-    rot = rotation_matrices(quats)
+    rot = quat_to_rotmat(quats)
     step = max(1, PAIRS_PER_CHUNK // max(1, B * N))
     recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (means, quats, scales, opacities, features))
     dens, sums = [], []
@@ -115,7 +105,7 @@ def gs2vox_boxed(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
     B, N, K = features.shape
     device, dtype = means.device, means.dtype
     r2, tail = cutoff * cutoff, math.exp(-0.5 * cutoff * cutoff)
-    rot = rotation_matrices(quats)                                                       # [B, N, 3, 3]
+    rot = quat_to_rotmat(quats)                                                          # [B, N, 3, 3]
     corner = torch.tensor(origin, dtype=dtype, device=device)
     shape = torch.tensor(dims, device=device)
     with torch.no_grad():

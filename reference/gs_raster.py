@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from reference._math import quat_to_rotmat
+
 NEAR_PLANE = 0.01
 EPS2D = 0.3
 ALPHA_MIN = 1.0 / 255.0
@@ -19,16 +21,6 @@ T_STOP = 1e-4
 FRUSTUM_MARGIN = 0.3
 PIXEL_CHUNK = 4096
 """Pixels evaluated at once (bounds the [pixels, N] temporaries; the result does not depend on it)."""
-
-
-def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
-    """[N, 4] (w, x, y, z), any non-zero length -> [N, 3, 3] rotation matrices."""
-    w, x, y, z = (quats / quats.norm(dim=-1, keepdim=True)).unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], -1).reshape(*quats.shape[:-1], 3, 3)
 
 
 def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, viewmats: torch.Tensor,

@@ -19,7 +19,8 @@ import torch
 
 from pgocc import ops
 from pgocc.ops._contract import Case
-from reference.gs2vox import mahalanobis_sq, rotation_matrices, voxel_centres
+from reference._math import quat_to_rotmat
+from reference.gs2vox import mahalanobis_sq, voxel_centres
 from tests.conftest import case_ids, draw_inputs, parity_cases
 from tests.parity import assert_parity, assert_parity_scaled
 
@@ -175,7 +176,7 @@ def test_reference_matches_textbook_formula(seed: int) -> None:
     x = spec.make_inputs(case, dtype=torch.float64, seed=seed)
     density, field = ops.resolve(OP, "reference")(**x)
     pts = voxel_centres(x["grid_origin"], x["voxel_size"], x["grid_dims"], dtype=torch.float64, device="cpu")
-    rot = rotation_matrices(x["quats"][0])
+    rot = quat_to_rotmat(x["quats"][0])
     cov = rot @ torch.diag_embed(x["scales"][0].square()) @ rot.transpose(-1, -2)
     prec = torch.linalg.inv(cov)
     tail = math.exp(-0.5 * x["cutoff"] ** 2)
@@ -212,7 +213,7 @@ def test_reference_gradcheck(cutoff: float, seed: int) -> None:
     def usable(x: dict) -> str | None:
         # The weight is continuous at the cut-off but its derivative is not: a pair within finite-difference reach
         # of the cut-off radius makes the numerical Jacobian meaningless there.
-        d2 = mahalanobis_sq(x["points"], x["means"], rotation_matrices(x["quats"]), x["scales"])
+        d2 = mahalanobis_sq(x["points"], x["means"], quat_to_rotmat(x["quats"]), x["scales"])
         gap = float((d2.sqrt() - cutoff).abs().min())
         return None if gap > 1e-3 else f"a (point, Gaussian) pair {gap:.1e} from the cut-off radius"
 
