@@ -11,14 +11,9 @@ import math
 
 import torch
 
+from pgocc.ops.gs_raster import ALPHA_MAX, ALPHA_MIN, EPS2D, FRUSTUM_MARGIN, NEAR_PLANE, T_STOP
 from reference._math import quat_to_rotmat
 
-NEAR_PLANE = 0.01
-EPS2D = 0.3
-ALPHA_MIN = 1.0 / 255.0
-ALPHA_MAX = 0.999
-T_STOP = 1e-4
-FRUSTUM_MARGIN = 0.3
 PIXEL_CHUNK = 4096
 """Pixels evaluated at once (bounds the [pixels, N] temporaries; the result does not depend on it)."""
 
