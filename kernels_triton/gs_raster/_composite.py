@@ -23,10 +23,11 @@ import triton
 import triton.language as tl
 
 from kernels_triton.gs_raster._project import PROJ_STRIDE, TILE
+from pgocc.ops import gs_raster as contract
 
-ALPHA_MIN = tl.constexpr(1.0 / 255.0)
-ALPHA_MAX = tl.constexpr(0.999)
-T_STOP = tl.constexpr(1e-4)
+ALPHA_MIN = tl.constexpr(contract.ALPHA_MIN)
+ALPHA_MAX = tl.constexpr(contract.ALPHA_MAX)
+T_STOP = tl.constexpr(contract.T_STOP)
 
 
 @triton.jit

@@ -12,16 +12,19 @@ Per-Gaussian records, float32:
 
 from __future__ import annotations
 
+import math
+
 import triton
 import triton.language as tl
 
 from kernels_triton._utils import load_quat, load_xyz, unit_quat_rotation
+from pgocc.ops import gs_raster as contract
 
-NEAR_PLANE = tl.constexpr(0.01)
-EPS2D = tl.constexpr(0.3)
-LOG_255 = tl.constexpr(5.541263545158426)  # ln(255): o exp(-sigma) >= 1/255  <=>  sigma <= ln(255 o)
-CLIP_HALF_MARGIN = tl.constexpr(0.15)  # gsplat's frustum margin 0.3 tan(fov/2) = 0.15 size/focal
-TILE = tl.constexpr(16)
+NEAR_PLANE = tl.constexpr(contract.NEAR_PLANE)
+EPS2D = tl.constexpr(contract.EPS2D)
+LOG_255 = tl.constexpr(-math.log(contract.ALPHA_MIN))  # ln(255): o exp(-sigma) >= 1/255  <=>  sigma <= ln(255 o)
+CLIP_HALF_MARGIN = tl.constexpr(0.5 * contract.FRUSTUM_MARGIN)  # margin 0.3 tan(fov/2) = 0.15 size/focal
+TILE = tl.constexpr(contract.TILE)
 PROJ_STRIDE = tl.constexpr(8)
 
 
