@@ -38,7 +38,7 @@ import torch.nn.functional as F  # noqa: N812
 from PIL import Image
 
 from pgocc.data.batch import Batch
-from pgocc.data.geometry import ImageTransform, pad_intrinsic, render_intrinsics
+from pgocc.data.geometry import ImageTransform, invert_rigid, pad_intrinsic, render_intrinsics
 from pgocc.data.index import DatasetIndex, build_index
 from pgocc.data.jpeg import decode_scaled
 from pgocc.data.layout import CAMERAS, data_folder, target_stem
@@ -51,16 +51,6 @@ if TYPE_CHECKING:
     from pgocc.config import DataConfig
 
 Mode = Literal["train", "test", "online"]
-
-
-def _invert_rigid_batch(m: np.ndarray) -> np.ndarray:
-    """Inverse of rigid transforms [..., 4, 4]."""
-    out = np.zeros_like(m)
-    rt = np.swapaxes(m[..., :3, :3], -1, -2)
-    out[..., :3, :3] = rt
-    out[..., :3, 3] = -(rt @ m[..., :3, 3:])[..., 0]
-    out[..., 3, 3] = 1.0
-    return out
 
 
 def resample_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -219,9 +209,9 @@ class OccDataset(torch.utils.data.Dataset):
 
         cam2global = ix.cam2global(flat)  # [T·N, 4, 4]
         k4 = np.stack([pad_intrinsic(ix.calib_k[c]) for c in ix.frame_calib[flat]])
-        ego2img = np.stack(idas) @ k4 @ _invert_rigid_batch(cam2global) @ ix.ego2global[i]
+        ego2img = np.stack(idas) @ k4 @ invert_rigid(cam2global) @ ix.ego2global[i]
         lidar2img = ego2img @ ix.lidar2ego[i]
-        ego2lidar = _invert_rigid_batch(ix.lidar2ego[i])
+        ego2lidar = invert_rigid(ix.lidar2ego[i])
 
         cur = ix.cams[i]
         cam2ego = ix.calib_cam2ego[ix.frame_calib[cur]]
@@ -240,7 +230,7 @@ class OccDataset(torch.utils.data.Dataset):
                 else:
                     if not online:
                         render_adj.append(self._image(int(f), net_out=None, render=True)[0])
-                    geo.append(_invert_rigid_batch(ix.cam2global(f)) @ cam2global[n])
+                    geo.append(invert_rigid(ix.cam2global(f)) @ cam2global[n])
 
         semantics = mask_camera = mask_lidar = None
         if self.with_labels:

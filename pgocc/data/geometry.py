@@ -61,10 +61,12 @@ def rigid(rotation: np.ndarray, translation: np.ndarray | list[float]) -> np.nda
 
 
 def invert_rigid(m: np.ndarray) -> np.ndarray:
-    """Inverse of a [4, 4] rigid transform (transpose the rotation; exact, no general inverse)."""
-    out = np.eye(4)
-    out[:3, :3] = m[:3, :3].T
-    out[:3, 3] = -m[:3, :3].T @ m[:3, 3]
+    """Inverse [Rᵀ, −Rᵀt] of rigid transforms [..., 4, 4] (transpose the rotation; exact, no general inverse)."""
+    rt = np.swapaxes(m[..., :3, :3], -1, -2)
+    out = np.zeros_like(m)
+    out[..., :3, :3] = rt
+    out[..., :3, 3] = -(rt @ m[..., :3, 3:])[..., 0]
+    out[..., 3, 3] = 1.0
     return out
 
 

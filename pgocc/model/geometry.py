@@ -1,4 +1,4 @@
-"""Small geometric helpers shared by the decoder, the losses and the readout (docs/model.md §0, §1.5, §5.1)."""
+"""Small geometric helpers of the model: decoder, losses, readout, renderer (docs/model.md §0, §1.4, §1.5, §5.1)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,16 @@ def transform_points(matrix: torch.Tensor, points: torch.Tensor) -> torch.Tensor
     pts = points.reshape(*lead, -1, 3)
     out = pts @ matrix[..., :3, :3].transpose(-1, -2) + matrix[..., None, :3, 3]
     return out.reshape(points.shape)
+
+
+def rigid_inverse(matrix: torch.Tensor) -> torch.Tensor:
+    """Inverse [Rᵀ, −Rᵀt] of rigid 4×4 transforms [..., 4, 4] (transpose the rotation; exact, no general inverse)."""
+    rot_t = matrix[..., :3, :3].transpose(-1, -2)
+    out = torch.zeros_like(matrix)
+    out[..., :3, :3] = rot_t
+    out[..., :3, 3] = -(rot_t @ matrix[..., :3, 3:]).squeeze(-1)
+    out[..., 3, 3] = 1
+    return out
 
 
 def normalize_coords(points: torch.Tensor, pc_range: Sequence[float]) -> torch.Tensor:

@@ -14,17 +14,8 @@ from torch import nn
 
 from pgocc import ops
 from pgocc.config import KernelConfig
+from pgocc.model.geometry import rigid_inverse
 from pgocc.model.types import Gaussians
-
-
-def rigid_inverse(matrix: torch.Tensor) -> torch.Tensor:
-    """Inverse of rigid 4×4 transforms [..., 4, 4]: [Rᵀ, −Rᵀt]."""
-    rot_t = matrix[..., :3, :3].transpose(-1, -2)
-    out = torch.zeros_like(matrix)
-    out[..., :3, :3] = rot_t
-    out[..., :3, 3] = -(rot_t @ matrix[..., :3, 3:]).squeeze(-1)
-    out[..., 3, 3] = 1
-    return out
 
 
 class Renderer(nn.Module):
