@@ -54,7 +54,7 @@ IMPLS: dict[str, Impl] = {
     "reference": Impl("reference.gs_raster:gs_raster", deterministic=True),
     # Backward accumulates per-Gaussian gradients with fp32 atomics; the forward pass is deterministic.
     "triton": Impl("kernels_triton.gs_raster:gs_raster", deterministic=False),
-    "gsplat": Impl("pgocc.ops.gs_raster_gsplat:gs_raster", deterministic=False, devices=("cuda",)),
+    "gsplat": Impl("kernels_gsplat.gs_raster:gs_raster", deterministic=False, devices=("cuda",)),
 }
 
 NEAR_PLANE = 0.01

@@ -1,14 +1,16 @@
 """``gs_raster`` through gsplat (the peer backend, CUDA only): a thin adapter over ``gsplat.rasterization``.
 
-The call is the one docs/model.md §4 describes (``packed=False``, classic mode, near 0.01, eps2d 0.3, tile 16, no
-background, ``channel_chunk`` 32), with ``render_mode="RGB+ED"`` (or ``"ED"`` when ``depth_only``). gsplat is
-imported on first call, so the registry can list this implementation where gsplat is absent; on its first CUDA
-call gsplat JIT-compiles its extension (about a minute). Its backward pass uses atomics: not deterministic.
+The call is the one docs/model.md §4 describes (``packed=False``, classic mode, the contract's near plane, eps2d and
+tile edge, no background, ``channel_chunk`` 32), with ``render_mode="RGB+ED"`` (or ``"ED"`` when ``depth_only``).
+gsplat is imported on first call, so the registry can list this implementation where gsplat is absent; on its first
+CUDA call gsplat JIT-compiles its extension (about a minute). Its backward pass uses atomics: not deterministic.
 """
 
 from __future__ import annotations
 
 import torch
+
+from pgocc.ops.gs_raster import EPS2D, NEAR_PLANE, TILE
 
 
 def gs_raster(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
@@ -34,7 +36,7 @@ def gs_raster(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, op
     V, C = viewmats.shape[0], features.shape[1]
     render, alpha, _ = rasterization(
         means, quats, scales, opacities, features, viewmats, Ks, width, height,
-        near_plane=0.01, eps2d=0.3, packed=False, tile_size=16, rasterize_mode="classic", channel_chunk=32,
+        near_plane=NEAR_PLANE, eps2d=EPS2D, packed=False, tile_size=TILE, rasterize_mode="classic", channel_chunk=32,
         render_mode="ED" if depth_only else "RGB+ED")
     if depth_only:
         return render.new_zeros(V, height, width, 0), render, alpha
