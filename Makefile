@@ -36,4 +36,4 @@ test: setup
 
 lint: setup
 	@$(VENV)/bin/pip install -q ruff==0.17.6 2>&1 | grep -v "is ignored" || true
-	$(VENV)/bin/ruff check pgocc kernels_triton reference tests bench configs
+	$(VENV)/bin/ruff check pgocc kernels_triton kernels_gsplat reference tests bench configs

@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pgocc.data.index import build_index  # noqa: E402
 from pgocc.data.prepare import TargetJob, prepare_targets  # noqa: E402
-from pgocc.data.synthetic import WorldSpec, make_synthetic  # noqa: E402
 from pgocc.data.teachers import METRIC3D_FOCAL, METRIC3D_INPUT, MaskCLIP, MetricDepth, load_maskclip  # noqa: E402
+from pgocc.synthetic.writer import WorldSpec, make_synthetic  # noqa: E402
 
 
 class DepthStandIn:

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from pgocc.data import OccDataset, build_index
-from pgocc.data.synthetic import WorldSpec, make_synthetic
+from pgocc.synthetic.writer import WorldSpec, make_synthetic
 
 WORLDS = {
     "nuscenes-1600x900": WorldSpec(seed=5, scenes=1, keyframes=3, sweeps=5, width=1600, height=900,

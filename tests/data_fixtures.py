@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pgocc.data.synthetic import WorldSpec, make_synthetic
+from pgocc.synthetic.writer import WorldSpec, make_synthetic
 
 TINY_SPEC = WorldSpec(seed=11, scenes=2, keyframes=3, sweeps=2, width=400, height=225, text_encoder="hash",
                       feature_noise=0.02)

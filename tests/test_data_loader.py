@@ -18,8 +18,9 @@ from pgocc.data import Batch, DataFallbackWarning, OccDataset, build_dataset, bu
 from pgocc.data import jpeg as jpeg_module
 from pgocc.data.geometry import ImageTransform, invert_rigid, matrix_to_quat, quat_to_matrix, render_intrinsics, rigid
 from pgocc.data.layout import CAMERAS, target_stem
-from pgocc.data.synthetic import scene_model
 from pgocc.errors import DataError
+from pgocc.synthetic.render import render_camera
+from pgocc.synthetic.writer import scene_model
 from tests.data_fixtures import TINY_SPEC, clone_world, replace_file, tiny_world  # noqa: F401
 
 VERSION = TINY_SPEC.version
@@ -117,7 +118,7 @@ def test_projection_finds_world_points_at_the_right_pixel(tiny_world: Path, inde
     for k in range(3 * N):
         t_us, n = int(batch.timestamps[0, k]), k % N
         cam2global = model.ego2global(t_us) @ model.cam2ego[n]
-        rgb, depth, _, hit = model.render_camera(cam2global, model.intrinsics[n], t_us)
+        rgb, depth, _, hit = render_camera(model, cam2global, model.intrinsics[n], t_us)
         # Pixels inside the cropped network view, on objects or ground.
         v_lo = int(np.ceil(tf.crop_top / tf.scale))
         us = rng.integers(0, TINY_SPEC.width, 40)

@@ -16,9 +16,10 @@ from pgocc.cli import main as cli_main
 from pgocc.data.geometry import quat_to_matrix, rigid
 from pgocc.data.layout import CAMERAS, LIDAR, TABLES, target_stem
 from pgocc.data.occ3d import FREE, GRID_SHAPE, load_labels, voxel_index
-from pgocc.data.synthetic import WorldSpec, load_spec, make_synthetic, scene_model
-from pgocc.data.world import KINDS, MAX_DEPTH
 from pgocc.errors import ConfigError, DataError
+from pgocc.synthetic.kinds import KINDS
+from pgocc.synthetic.raycast import MAX_DEPTH
+from pgocc.synthetic.writer import WorldSpec, load_spec, make_synthetic, scene_model
 from pgocc.text import PrototypeEncoder
 from tests.data_fixtures import TINY_SPEC, tiny_world  # noqa: F401
 

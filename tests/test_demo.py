@@ -13,9 +13,9 @@ from PIL import Image
 
 from pgocc.cli import main
 from pgocc.config import apply_overrides, load_experiment
-from pgocc.data.synthetic import WorldSpec
 from pgocc.eval import demo, rays
 from pgocc.model import PGOcc
+from pgocc.synthetic.writer import WorldSpec
 from pgocc.training.checkpoint import export_model
 
 SETS = ["data.render_size=45,80", "model.num_queries=24,8,8", "data.num_workers=0", "train.num_steps=30"]

@@ -1,9 +1,9 @@
 """The synthetic world is a pure function of its spec: a tiny world's bytes match digests recorded from the generator.
 
-The digests were recorded from the generator as it stood at commit f18edc5, before it moved out of ``pgocc/data/``,
-so a refactor of the generator that changes any random draw, its order, a constant,
-a float operation's order or a written field fails here, and the failing group names the part of the world that
-changed (e.g. only ``gts`` when the labels changed, every group when a random draw moved).
+The digests were recorded from the generator as it stood at commit f18edc5, before it moved out of ``pgocc/data/``
+into ``pgocc/synthetic/``. A change to the generator that alters any random draw, the draws' order, a constant, the
+order of a float operation or a written field fails here, and the failing groups name the parts of the world that
+changed (only ``gts`` when the labels changed, every group when a random draw moved).
 
 What the digests cover, and what they deliberately leave out:
 
@@ -28,8 +28,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pytest
 
-import pgocc.data.synthetic as writer
-from pgocc.data.synthetic import WorldSpec, make_synthetic
+import pgocc.synthetic.writer as writer
+from pgocc.synthetic.writer import WorldSpec, make_synthetic
 
 SPEC = WorldSpec(seed=3, scenes=1, keyframes=2, sweeps=1, width=64, height=48, text_encoder="hash")
 """One scene, two keyframes and one sweep between them at 64×48 pixels: about 5 s on one core."""

@@ -8,7 +8,7 @@ HELP = "write a synthetic nuScenes-format dataset (images, depth, features, Occ3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pgocc.data.synthetic import WorldSpec
+    from pgocc.synthetic.writer import WorldSpec
 
     d = WorldSpec()
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pgocc.data.synthetic import LAYOUTS, WorldSpec, infos_name, make_synthetic
+    from pgocc.synthetic.writer import LAYOUTS, WorldSpec, infos_name, make_synthetic
 
     spec = WorldSpec(seed=args.seed, scenes=args.scenes, keyframes=args.keyframes, sweeps=args.sweeps,
                      width=args.width, height=args.height, depth_noise=args.depth_noise,

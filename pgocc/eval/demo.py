@@ -27,11 +27,11 @@ import torch
 from tqdm import tqdm
 
 from pgocc.data.occ3d import OCC3D_CLASSES, load_labels
-from pgocc.data.synthetic import WorldSpec
 from pgocc.errors import DataError
 from pgocc.eval.baselines import ground_plane_labels
 from pgocc.eval.infer import InferOptions, InferResult, build_model, resolve_experiment, run_inference
 from pgocc.eval.predictions import EvalScores, label_files, write_json, write_prediction
+from pgocc.synthetic.writer import WorldSpec
 
 WORLD = WorldSpec(seed=0, scenes=1, keyframes=3, sweeps=2, width=352, height=198)
 """The held-out world: seed 0 (the shipped checkpoint trained on seed 1 and validated on seed 2, Makefile
@@ -65,7 +65,7 @@ def ensure_world(path: Path, spec: WorldSpec) -> bool:
     """Write the world ``spec`` at ``path`` unless a world is there already (a world is written under a temporary
     name and renamed, so its presence means it is whole); True if it was written now. DataError if ``path`` holds
     a world of another spec."""
-    from pgocc.data.synthetic import load_spec, make_synthetic
+    from pgocc.synthetic.writer import load_spec, make_synthetic
 
     if (path / "world.json").is_file():
         found = load_spec(path)

@@ -182,7 +182,7 @@ def query_encoder(name: str | None, dataroot: Path, prototypes: PrototypeEncoder
     if name is None:
         if not (dataroot / "world.json").is_file():
             return prototypes
-        from pgocc.data.synthetic import load_spec
+        from pgocc.synthetic.writer import load_spec
 
         name = load_spec(dataroot).text_encoder
     try:
@@ -223,7 +223,7 @@ def exact_depth(dataroot: Path) -> bool:
     """Whether ``dataroot`` is a synthetic world whose stored depth is the exact ray-cast depth (no noise)."""
     if not (dataroot / "world.json").is_file():
         return False
-    from pgocc.data.synthetic import load_spec
+    from pgocc.synthetic.writer import load_spec
 
     return load_spec(dataroot).depth_noise == 0
 

@@ -1,4 +1,4 @@
-"""Write the synthetic world (:mod:`pgocc.data.world`) as a complete nuScenes-format dataset.
+"""Write the synthetic world (:mod:`pgocc.synthetic.scene`) as a complete nuScenes-format dataset.
 
 Output (``DIR``):
 
@@ -48,8 +48,12 @@ from tqdm import tqdm
 from pgocc.data.geometry import matrix_to_quat
 from pgocc.data.jpeg import encode_jpeg
 from pgocc.data.layout import CAMERAS, LIDAR, SPLITS_FILE, TABLES, target_stem
-from pgocc.data.world import KINDS, SKY, Scene, make_scene
 from pgocc.errors import ConfigError, DataError
+from pgocc.synthetic.kinds import KINDS, SKY
+from pgocc.synthetic.labels import occupancy
+from pgocc.synthetic.raycast import lidar_scan
+from pgocc.synthetic.render import render_camera
+from pgocc.synthetic.scene import Scene, make_scene
 
 LABELS_DIR = "gts"
 
@@ -187,7 +191,7 @@ def _render_keyframe(spec: WorldSpec, scene_index: int, k: int, kind_embeds: np.
     for n in range(len(CAMERAS)):
         t_us = scene.camera_time(k, 0, n)
         cam2global = scene.ego2global(t_us) @ scene.cam2ego[n]
-        rgb, depth, kinds, _ = scene.render_camera(cam2global, scene.intrinsics[n], t_us)
+        rgb, depth, kinds, _ = render_camera(scene, cam2global, scene.intrinsics[n], t_us)
         name = _image_name(spec, scene, n, t_us, keyframe=True)
         encode_jpeg(rgb, out / name)
         cameras.append((cam2global, scene.intrinsics[n], depth))
@@ -204,12 +208,12 @@ def _render_keyframe(spec: WorldSpec, scene_index: int, k: int, kind_embeds: np.
             for n in range(len(CAMERAS)):
                 t_us = scene.camera_time(k, j, n)
                 cam2global = scene.ego2global(t_us) @ scene.cam2ego[n]
-                rgb = scene.render_camera(cam2global, scene.intrinsics[n], t_us)[0]
+                rgb = render_camera(scene, cam2global, scene.intrinsics[n], t_us)[0]
                 encode_jpeg(rgb, out / _image_name(spec, scene, n, t_us, keyframe=False))
 
     t_key = scene.keyframe_time(k)
     lidar2global = scene.ego2global(t_key) @ scene.lidar2ego
-    ranges, dirs, hit = scene.lidar_scan(lidar2global, t_key)
+    ranges, dirs, hit = lidar_scan(scene, lidar2global, t_key)
     ok = np.isfinite(ranges)
     points = np.zeros((int(ok.sum()), 5), np.float32)
     points[:, :3] = dirs[ok] * ranges[ok][:, None]
@@ -219,8 +223,8 @@ def _render_keyframe(spec: WorldSpec, scene_index: int, k: int, kind_embeds: np.
     boxes_hit = hit[ok & (hit >= 0)]
     per_instance = np.bincount(scene.boxes.instance[boxes_hit], minlength=len(scene.instances.kind))
 
-    semantics, mask_lidar, mask_camera = scene.occupancy(scene.ego2global(t_key), t_key, cameras,
-                                                         (lidar2global, ranges))
+    semantics, mask_lidar, mask_camera = occupancy(scene, scene.ego2global(t_key), t_key, cameras,
+                                                   (lidar2global, ranges))
     label_dir = out / LABELS_DIR / scene.name / _sample_token(spec, scene_index, k)
     label_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(label_dir / "labels.npz", semantics=semantics, mask_lidar=mask_lidar, mask_camera=mask_camera)
