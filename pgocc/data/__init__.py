@@ -2,9 +2,11 @@
 
 ``build_dataset(cfg.data, split, num_frames=…, feature_dim=…, mode=…)`` gives an :class:`OccDataset` whose items
 are single-sample :class:`Batch` es; ``make_loader`` batches them (``collate``) with worker processes.
-``pgocc.data.synthetic.make_synthetic`` writes the procedural world. See ``pgocc/data/design.md``.
+The procedural world that ``pgocc make-synthetic`` writes lives in ``pgocc.synthetic``, which this package never
+imports. See ``pgocc/data/design.md``.
 
-The names below import lazily, so that the synthetic world's worker processes (numpy only) do not import torch.
+The names below import lazily, so that importing one numpy-only module (e.g. ``pgocc.data.layout`` in the synthetic
+world's worker processes) does not import torch.
 """
 
 from __future__ import annotations
