@@ -46,7 +46,7 @@ def test_binning_lists_each_tile_front_to_back(device: torch.device, seed: int) 
     from kernels_triton.gs_raster._bin import bin_gaussians
 
     g = torch.Generator().manual_seed(seed)
-    V, N, tiles_x, tiles_y = 2, 300, 5, 3  # N above one scan block (256): the running offset is exercised
+    V, N, tiles_x, tiles_y = 2, 400, 5, 3  # ~320 kept per camera, over one scan block (256): the offset carries
     x0 = torch.randint(0, tiles_x, (V, N), generator=g)
     y0 = torch.randint(0, tiles_y, (V, N), generator=g)
     rect = torch.stack([x0, y0, (x0 + torch.randint(0, 3, (V, N), generator=g)).clamp(max=tiles_x - 1),
