@@ -231,9 +231,12 @@ def _render_keyframe(spec: WorldSpec, scene_index: int, k: int, kind_embeds: np.
     return {int(i): int(c) for i, c in enumerate(per_instance) if c}
 
 
-def _tables(spec: WorldSpec, lidar_counts: dict[tuple[int, int], dict[int, int]]) -> dict[str, list[dict]]:
-    """The 13 devkit tables of the world (``lidar_counts[(scene, k)]``: LiDAR points per instance)."""
-    t: dict[str, list[dict]] = {name: [] for name in TABLES}
+Tables = dict[str, list[dict]]
+"""Devkit table name → rows."""
+
+
+def _vocabulary_rows(t: Tables) -> None:
+    """The rows every world shares: categories, attributes, visibility levels, sensors."""
     categories = sorted({k.category for k in KINDS if k.category})
     for i, name in enumerate(categories):
         t["category"].append({"token": _token("category", name), "name": name, "description": name, "index": i})
@@ -246,98 +249,128 @@ def _tables(spec: WorldSpec, lidar_counts: dict[tuple[int, int], dict[int, int]]
     for channel, modality in channels:
         t["sensor"].append({"token": _token("sensor", channel), "channel": channel, "modality": modality})
 
+
+def _calibration_rows(t: Tables, spec: WorldSpec, si: int, scene: Scene) -> dict[str, str]:
+    """The calibrated_sensor rows of scene ``si``; returns channel → calibration token."""
+    calib = {}
+    for n, channel in enumerate(CAMERAS):
+        calib[channel] = _token(spec.seed, "calib", si, channel)
+        m = scene.cam2ego[n]
+        t["calibrated_sensor"].append({
+            "token": calib[channel], "sensor_token": _token("sensor", channel),
+            "translation": m[:3, 3].tolist(), "rotation": matrix_to_quat(m[:3, :3]).tolist(),
+            "camera_intrinsic": scene.intrinsics[n].tolist()})
+    calib[LIDAR] = _token(spec.seed, "calib", si, LIDAR)
+    t["calibrated_sensor"].append({
+        "token": calib[LIDAR], "sensor_token": _token("sensor", LIDAR),
+        "translation": scene.lidar2ego[:3, 3].tolist(),
+        "rotation": matrix_to_quat(scene.lidar2ego[:3, :3]).tolist(), "camera_intrinsic": []})
+    return calib
+
+
+def _sample_rows(t: Tables, spec: WorldSpec, si: int, scene: Scene, log_token: str) -> list[str]:
+    """The sample rows and the scene row of scene ``si``; returns the sample tokens in keyframe order."""
+    samples = [_sample_token(spec, si, k) for k in range(spec.keyframes)]
+    for k, token in enumerate(samples):
+        t["sample"].append({"token": token, "timestamp": scene.keyframe_time(k),
+                            "scene_token": _token(spec.seed, "scene", si), "prev": samples[k - 1] if k else "",
+                            "next": samples[k + 1] if k + 1 < spec.keyframes else ""})
+    t["scene"].append({"token": _token(spec.seed, "scene", si), "log_token": log_token,
+                       "nbr_samples": spec.keyframes, "first_sample_token": samples[0],
+                       "last_sample_token": samples[-1], "name": scene.name,
+                       "description": f"synthetic street, seed {spec.seed}"})
+    return samples
+
+
+def _sample_data_rows(t: Tables, spec: WorldSpec, si: int, scene: Scene, samples: list[str],
+                      calib: dict[str, str]) -> None:
+    """The sample_data rows of every sensor of scene ``si``, chained in time order, each with its ego pose."""
+    # Every sensor's frames in time order: (channel, keyframe, µs, is keyframe, filename, (H, W)).
+    streams = [[(channel, k, scene.camera_time(k, j, n), j == 0,
+                 _image_name(spec, scene, n, scene.camera_time(k, j, n), j == 0), (spec.height, spec.width))
+                for k in range(spec.keyframes) for j in range(spec.sweeps + 1 if k + 1 < spec.keyframes else 1)]
+               for n, channel in enumerate(CAMERAS)]
+    streams.append([(LIDAR, k, scene.keyframe_time(k), True, _lidar_name(spec, scene, scene.keyframe_time(k)),
+                     (0, 0)) for k in range(spec.keyframes)])
+    for stream in streams:
+        chain: list[dict] = []
+        for channel, k, t_us, key, filename, size in stream:
+            pose = scene.ego2global(t_us)
+            pose_token = _token(spec.seed, "ego_pose", si, channel, t_us)
+            t["ego_pose"].append({"token": pose_token, "timestamp": t_us, "translation": pose[:3, 3].tolist(),
+                                  "rotation": matrix_to_quat(pose[:3, :3]).tolist()})
+            rec = {"token": _token(spec.seed, "sample_data", si, channel, t_us), "sample_token": samples[k],
+                   "ego_pose_token": pose_token, "calibrated_sensor_token": calib[channel], "timestamp": t_us,
+                   "fileformat": "jpg" if channel != LIDAR else "pcd", "is_key_frame": key, "height": size[0],
+                   "width": size[1], "filename": filename, "prev": chain[-1]["token"] if chain else "",
+                   "next": ""}
+            if chain:
+                chain[-1]["next"] = rec["token"]
+            chain.append(rec)
+            t["sample_data"].append(rec)
+
+
+def _annotation(spec: WorldSpec, si: int, scene: Scene, i: int, k: int, sample: str, centre: np.ndarray,
+                points: int) -> dict:
+    """The sample_annotation row of instance ``i`` at keyframe ``k`` (``points``: its LiDAR points)."""
+    kind = KINDS[scene.instances.kind[i]]
+    moving = bool(np.linalg.norm(scene.instances.velocity[i]) > 0)
+    prefix = "pedestrian" if kind.name == "pedestrian" else "vehicle"
+    attr = f"{prefix}.{'moving' if moving else ('standing' if prefix == 'pedestrian' else 'parked')}"
+    width, length, height = (float(v) for v in scene.instances.size[i])
+    yaw = float(scene.instances.yaw[i])
+    return {"token": _token(spec.seed, "ann", si, i, k), "sample_token": sample,
+            "instance_token": _token(spec.seed, "instance", si, i),
+            "visibility_token": "4" if points else "1", "attribute_tokens": [_token("attribute", attr)],
+            "translation": centre.tolist(), "size": [width, length, height],
+            "rotation": [math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)], "prev": "", "next": "",
+            "num_lidar_pts": points, "num_radar_pts": 0}
+
+
+def _annotation_rows(t: Tables, spec: WorldSpec, si: int, scene: Scene, samples: list[str],
+                     lidar_counts: dict[tuple[int, int], dict[int, int]]) -> None:
+    """The sample_annotation and instance rows of the objects nuScenes annotates, near the ego at each keyframe."""
+    annotated: dict[int, list[dict]] = {}
+    for k in range(spec.keyframes):
+        t_us = scene.keyframe_time(k)
+        ego = scene.ego2global(t_us)[:3, 3]
+        centres = scene.instance_poses(t_us)
+        for i in np.flatnonzero(np.linalg.norm(centres[:, :2] - ego[:2], axis=1) < ANNOTATION_RANGE):
+            if KINDS[scene.instances.kind[i]].category is None:
+                continue
+            points = lidar_counts[(si, k)].get(int(i), 0)
+            annotated.setdefault(int(i), []).append(
+                _annotation(spec, si, scene, int(i), k, samples[k], centres[i], points))
+    for i, anns in annotated.items():
+        for a, b in zip(anns, anns[1:], strict=False):
+            a["next"], b["prev"] = b["token"], a["token"]
+        t["sample_annotation"].extend(anns)
+        t["instance"].append({"token": _token(spec.seed, "instance", si, i),
+                              "category_token": _token("category", KINDS[scene.instances.kind[i]].category),
+                              "nbr_annotations": len(anns), "first_annotation_token": anns[0]["token"],
+                              "last_annotation_token": anns[-1]["token"]})
+
+
+def _tables(spec: WorldSpec, lidar_counts: dict[tuple[int, int], dict[int, int]]) -> Tables:
+    """The 13 devkit tables of the world (``lidar_counts[(scene, k)]``: LiDAR points per instance)."""
+    t: Tables = {name: [] for name in TABLES}
+    _vocabulary_rows(t)
     for si in range(spec.scenes):
         scene = _scene(spec, si)
         log_token = _token(spec.seed, "log", si)
         t["log"].append({"token": log_token, "logfile": _log_name(spec, si), "vehicle": "synth",
                          "date_captured": "2018-08-01", "location": "synthetic-street"})
-        calib = {}
-        for n, channel in enumerate(CAMERAS):
-            calib[channel] = _token(spec.seed, "calib", si, channel)
-            m = scene.cam2ego[n]
-            t["calibrated_sensor"].append({
-                "token": calib[channel], "sensor_token": _token("sensor", channel),
-                "translation": m[:3, 3].tolist(), "rotation": matrix_to_quat(m[:3, :3]).tolist(),
-                "camera_intrinsic": scene.intrinsics[n].tolist()})
-        calib[LIDAR] = _token(spec.seed, "calib", si, LIDAR)
-        t["calibrated_sensor"].append({
-            "token": calib[LIDAR], "sensor_token": _token("sensor", LIDAR),
-            "translation": scene.lidar2ego[:3, 3].tolist(),
-            "rotation": matrix_to_quat(scene.lidar2ego[:3, :3]).tolist(), "camera_intrinsic": []})
-
-        samples = [_sample_token(spec, si, k) for k in range(spec.keyframes)]
-        for k, token in enumerate(samples):
-            t["sample"].append({"token": token, "timestamp": scene.keyframe_time(k),
-                                "scene_token": _token(spec.seed, "scene", si), "prev": samples[k - 1] if k else "",
-                                "next": samples[k + 1] if k + 1 < spec.keyframes else ""})
-        t["scene"].append({"token": _token(spec.seed, "scene", si), "log_token": log_token,
-                           "nbr_samples": spec.keyframes, "first_sample_token": samples[0],
-                           "last_sample_token": samples[-1], "name": scene.name,
-                           "description": f"synthetic street, seed {spec.seed}"})
-
-        # Every sensor's frames in time order: (channel, keyframe, µs, is keyframe, filename, (H, W)).
-        streams = [[(channel, k, scene.camera_time(k, j, n), j == 0,
-                     _image_name(spec, scene, n, scene.camera_time(k, j, n), j == 0), (spec.height, spec.width))
-                    for k in range(spec.keyframes) for j in range(spec.sweeps + 1 if k + 1 < spec.keyframes else 1)]
-                   for n, channel in enumerate(CAMERAS)]
-        streams.append([(LIDAR, k, scene.keyframe_time(k), True, _lidar_name(spec, scene, scene.keyframe_time(k)),
-                         (0, 0)) for k in range(spec.keyframes)])
-        for stream in streams:
-            chain: list[dict] = []
-            for channel, k, t_us, key, filename, size in stream:
-                pose = scene.ego2global(t_us)
-                pose_token = _token(spec.seed, "ego_pose", si, channel, t_us)
-                t["ego_pose"].append({"token": pose_token, "timestamp": t_us, "translation": pose[:3, 3].tolist(),
-                                      "rotation": matrix_to_quat(pose[:3, :3]).tolist()})
-                rec = {"token": _token(spec.seed, "sample_data", si, channel, t_us), "sample_token": samples[k],
-                       "ego_pose_token": pose_token, "calibrated_sensor_token": calib[channel], "timestamp": t_us,
-                       "fileformat": "jpg" if channel != LIDAR else "pcd", "is_key_frame": key, "height": size[0],
-                       "width": size[1], "filename": filename, "prev": chain[-1]["token"] if chain else "",
-                       "next": ""}
-                if chain:
-                    chain[-1]["next"] = rec["token"]
-                chain.append(rec)
-                t["sample_data"].append(rec)
-
-        # Annotations of the objects nuScenes annotates, near the ego at each keyframe.
-        annotated: dict[int, list[dict]] = {}
-        for k in range(spec.keyframes):
-            t_us = scene.keyframe_time(k)
-            ego = scene.ego2global(t_us)[:3, 3]
-            centres = scene.instance_poses(t_us)
-            for i in np.flatnonzero(np.linalg.norm(centres[:, :2] - ego[:2], axis=1) < ANNOTATION_RANGE):
-                kind = KINDS[scene.instances.kind[i]]
-                if kind.category is None:
-                    continue
-                moving = bool(np.linalg.norm(scene.instances.velocity[i]) > 0)
-                prefix = "pedestrian" if kind.name == "pedestrian" else "vehicle"
-                attr = f"{prefix}.{'moving' if moving else ('standing' if prefix == 'pedestrian' else 'parked')}"
-                points = lidar_counts[(si, k)].get(int(i), 0)
-                width, length, height = (float(v) for v in scene.instances.size[i])
-                yaw = float(scene.instances.yaw[i])
-                annotated.setdefault(int(i), []).append({
-                    "token": _token(spec.seed, "ann", si, int(i), k), "sample_token": samples[k],
-                    "instance_token": _token(spec.seed, "instance", si, int(i)),
-                    "visibility_token": "4" if points else "1", "attribute_tokens": [_token("attribute", attr)],
-                    "translation": centres[i].tolist(), "size": [width, length, height],
-                    "rotation": [math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)], "prev": "", "next": "",
-                    "num_lidar_pts": points, "num_radar_pts": 0})
-        for i, anns in annotated.items():
-            for a, b in zip(anns, anns[1:], strict=False):
-                a["next"], b["prev"] = b["token"], a["token"]
-            t["sample_annotation"].extend(anns)
-            t["instance"].append({"token": _token(spec.seed, "instance", si, i),
-                                  "category_token": _token("category", KINDS[scene.instances.kind[i]].category),
-                                  "nbr_annotations": len(anns), "first_annotation_token": anns[0]["token"],
-                                  "last_annotation_token": anns[-1]["token"]})
-
+        calib = _calibration_rows(t, spec, si, scene)
+        samples = _sample_rows(t, spec, si, scene, log_token)
+        _sample_data_rows(t, spec, si, scene, samples, calib)
+        _annotation_rows(t, spec, si, scene, samples, lidar_counts)
     map_token = _token(spec.seed, "map")
     t["map"].append({"token": map_token, "log_tokens": [r["token"] for r in t["log"]], "category": "semantic_prior",
                      "filename": f"maps/{map_token}.png"})
     return t
 
 
-def _infos(tables: dict[str, list[dict]], scenes: list[str]) -> list[dict]:
+def _infos(tables: Tables, scenes: list[str]) -> list[dict]:
     """mmdet3d-style info entries (the fields docs/data.md §1.1 lists) of the keyframes of ``scenes``, sorted by
     timestamp; ``data_path`` carries the original's ``./data/nuscenes/`` prefix."""
     sd = {r["token"]: r for r in tables["sample_data"]}
@@ -370,6 +403,50 @@ def _infos(tables: dict[str, list[dict]], scenes: list[str]) -> list[dict]:
     return sorted(entries, key=lambda e: e["timestamp"])
 
 
+def _render_keyframes(spec: WorldSpec, kind_embeds: np.ndarray, root: Path, where: WorldLayout, jobs: int | None,
+                      progress: bool) -> dict[tuple[int, int], dict[int, int]]:
+    """Render every keyframe into ``root`` with ``jobs`` processes (None or 0: one per CPU core); returns the LiDAR
+    points per instance of each (scene, keyframe)."""
+    tasks = [(si, k) for si in range(spec.scenes) for k in range(spec.keyframes)]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
+    bar = tqdm(total=len(tasks), desc="make-synthetic", unit="keyframe", file=sys.stderr, disable=not progress)
+    counts = []
+    if jobs == 1:
+        for si, k in tasks:
+            counts.append(_render_keyframe(spec, si, k, kind_embeds, str(root), where))
+            bar.update(1)
+    else:
+        # spawn: the parent may hold torch/tokenizer threads (the text encoder), which fork does not survive.
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            # map yields in task order as the results come in, so the bar advances while the pool works.
+            for count in pool.map(_render_keyframe, *zip(*[(spec, si, k, kind_embeds, str(root), where)
+                                                           for si, k in tasks], strict=True)):
+                counts.append(count)
+                bar.update(1)
+    bar.close()
+    return dict(zip(tasks, counts, strict=True))
+
+
+def _write_index_files(spec: WorldSpec, root: Path, where: WorldLayout,
+                       lidar_counts: dict[tuple[int, int], dict[int, int]]) -> None:
+    """The devkit tables, the map, ``splits.json``, the info pickles (where the layout has them) and ``world.json``."""
+    tables = _tables(spec, lidar_counts)
+    for name, rows in tables.items():
+        (root / spec.version / f"{name}.json").write_text(json.dumps(rows))
+    from PIL import Image
+
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(root / tables["map"][0]["filename"])
+    names = [_scene(spec, si).name for si in range(spec.scenes)]
+    n_val = max(1, spec.scenes // 5) if spec.scenes > 1 else 0
+    splits = {"train": names[: len(names) - n_val], "val": names[len(names) - n_val:] if n_val else names}
+    (root / SPLITS_FILE).write_text(json.dumps(splits, indent=1))
+    if where.infos:
+        for split, scenes in splits.items():
+            with open(root / infos_name(split), "wb") as f:
+                pickle.dump({"infos": _infos(tables, scenes), "metadata": {"version": spec.version}}, f)
+    (root / "world.json").write_text(json.dumps(dataclasses.asdict(spec), indent=1))
+
+
 def make_synthetic(out: Path, spec: WorldSpec, *, jobs: int | None = None, layout: str = "pgocc",
                    progress: bool = False) -> dict[str, float]:
     """Write the world ``spec`` to ``out`` (which must not exist or be empty) using ``jobs`` processes, in the layout
@@ -398,39 +475,8 @@ def make_synthetic(out: Path, spec: WorldSpec, *, jobs: int | None = None, layou
         for sub in [spec.version, "maps", where.depth_dir, where.feature_dir, LABELS_DIR] + \
                 [f"{f}/{c}" for f in ("samples", "sweeps") for c in CAMERAS] + [f"samples/{LIDAR}"]:
             (root / sub).mkdir(parents=True, exist_ok=True)
-        tasks = [(si, k) for si in range(spec.scenes) for k in range(spec.keyframes)]
-        jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
-        bar = tqdm(total=len(tasks), desc="make-synthetic", unit="keyframe", file=sys.stderr, disable=not progress)
-        if jobs == 1:
-            counts = []
-            for si, k in tasks:
-                counts.append(_render_keyframe(spec, si, k, kind_embeds, str(root), where))
-                bar.update(1)
-        else:
-            # spawn: the parent may hold torch/tokenizer threads (the text encoder), which fork does not survive.
-            with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                counts = []
-                # map yields in task order as the results come in, so the bar advances while the pool works.
-                for count in pool.map(_render_keyframe, *zip(*[(spec, si, k, kind_embeds, str(root), where)
-                                                               for si, k in tasks], strict=True)):
-                    counts.append(count)
-                    bar.update(1)
-        bar.close()
-        tables = _tables(spec, dict(zip(tasks, counts, strict=True)))
-        for name, rows in tables.items():
-            (root / spec.version / f"{name}.json").write_text(json.dumps(rows))
-        from PIL import Image
-
-        Image.fromarray(np.zeros((64, 64), np.uint8)).save(root / tables["map"][0]["filename"])
-        names = [_scene(spec, si).name for si in range(spec.scenes)]
-        n_val = max(1, spec.scenes // 5) if spec.scenes > 1 else 0
-        splits = {"train": names[: len(names) - n_val], "val": names[len(names) - n_val:] if n_val else names}
-        (root / SPLITS_FILE).write_text(json.dumps(splits, indent=1))
-        if where.infos:
-            for split, scenes in splits.items():
-                with open(root / infos_name(split), "wb") as f:
-                    pickle.dump({"infos": _infos(tables, scenes), "metadata": {"version": spec.version}}, f)
-        (root / "world.json").write_text(json.dumps(dataclasses.asdict(spec), indent=1))
+        lidar_counts = _render_keyframes(spec, kind_embeds, root, where, jobs, progress)
+        _write_index_files(spec, root, where, lidar_counts)
         save_prototypes(root / "text_prototypes.npz", OCC3D_PROMPTS, encoder.encode(list(OCC3D_PROMPTS)))
         if out.exists():
             out.rmdir()
