@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import triton
 import triton.language as tl
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+"""Kernels run in Triton's CPU interpreter (read when a kernel module is imported: set it before, as
+tests/conftest.py does); launch configurations are sized for it and bf16 rounding is emulated there."""
 
 
 @triton.jit

@@ -18,7 +18,6 @@ frames and points (deterministic). Float64 is not supported here: use impl='refe
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import torch
@@ -26,9 +25,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from kernels_triton._utils import unit_quat_rotation
+from kernels_triton._utils import INTERPRET, unit_quat_rotation
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 MAX_LEVELS = 4
 _EPS = tl.constexpr(1e-5)  # released projection code: depth clamp and validity threshold
 _GEO_PARTS = 13  # per-row partial gradients: offsets (3), centres (3), extents (3), quaternion (4)
@@ -38,8 +36,8 @@ _GEO_PARTS = 13  # per-row partial gradients: offsets (3), centres (3), extents 
 #   fwd rows x warps: 16x4 0.492 ms, 32x8 0.508, 16x8 0.513, 32x4 0.671 (151 registers), 64x8 0.924
 #   bwd (incl. the 0.234 ms zero fill): 32x16 2.170 ms, 32x8 2.189, 8x4 2.688, 16x8 2.906; 32x4 spills (255
 #   registers + a 208-byte stack on sm_90) and was left out. ptxas: fwd 16x4 88 registers, bwd 32x16 128, no spills.
-_FWD_BLOCK_R, _FWD_WARPS = (64, 4) if _INTERPRET else (16, 4)
-_BWD_BLOCK_R, _BWD_WARPS = (64, 4) if _INTERPRET else (32, 16)
+_FWD_BLOCK_R, _FWD_WARPS = (64, 4) if INTERPRET else (16, 4)
+_BWD_BLOCK_R, _BWD_WARPS = (64, 4) if INTERPRET else (32, 16)
 
 
 @triton.jit

@@ -16,23 +16,17 @@ tiles and τ, and the softmax is computed online. Saved for the backward beyond 
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from kernels_triton._utils import cast_rne, dot_acc
-
-# Under the interpreter, tl.dot multiplies the raw bits of bf16 operands (docs/kernels.md §1) and float32 -> bf16 casts
-# truncate (triton 3.6 _convert_float), so bf16 runs there keep float32 tiles and round by hand (EMULATE_BF16).
-_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+from kernels_triton._utils import INTERPRET, cast_rne, dot_acc
 
 
 def _configs(shapes: tuple[tuple[int, int, int, int], ...]) -> list[triton.Config]:
     """(BLOCK_M, BLOCK_N, warps, stages) tuples to autotune over; one small fixed tile under the interpreter, which
     cannot benchmark (with a single config the autotuner does not try to)."""
-    if _INTERPRET:
+    if INTERPRET:
         return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 16}, num_warps=4)]
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in shapes]
 
@@ -261,9 +255,11 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+# Under the interpreter, tl.dot multiplies the raw bits of bf16 operands (docs/kernels.md §1) and float32 -> bf16 casts
+# truncate (triton 3.6 _convert_float), so bf16 runs there keep float32 tiles and round by hand (EMULATE_BF16).
 def _meta(q: torch.Tensor, dropout_p: float) -> dict:
     return {"BLOCK_D": max(16, triton.next_power_of_2(q.shape[-1])), "DROPOUT": dropout_p > 0,
-            "EMULATE_BF16": _INTERPRET and q.dtype == torch.bfloat16,
+            "EMULATE_BF16": INTERPRET and q.dtype == torch.bfloat16,
             "ACC": tl.float64 if q.dtype == torch.float64 else tl.float32}
 
 

@@ -42,13 +42,12 @@ reference's. Deterministic.
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import triton
 import triton.language as tl
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+from kernels_triton._utils import INTERPRET
 
 INTERPRETER_SMS = 4
 """SM count assumed under the interpreter: enough CTAs per row to exercise the cross-CTA reduction, few programs."""

@@ -27,7 +27,6 @@ Triton passes Python floats as float32.
 from __future__ import annotations
 
 import math
-import os
 import struct
 
 import torch
@@ -36,8 +35,6 @@ import triton.language as tl
 
 from kernels_triton._utils import unit_quat_rotation
 from pgocc.ops.gs2vox import DEFAULT_CUTOFF, DENSITY_EPS, grid_spec
-
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 K_CHUNK = 64
 """Feature channels per kernel pass: the [points, channels] float32 accumulator lives in registers."""

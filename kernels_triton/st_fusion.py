@@ -8,22 +8,16 @@ deterministic).
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from kernels_triton._utils import cast_rne, dot_acc
-
-# Under the interpreter, tl.dot multiplies the raw bits of bf16 operands (docs/kernels.md §1) and float32 -> bf16 casts
-# truncate (triton 3.6 _convert_float), so bf16 runs there keep float32 tiles and round by hand (EMULATE_BF16).
-_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+from kernels_triton._utils import INTERPRET, cast_rne, dot_acc
 
 
 def _configs(warps: tuple[int, ...]) -> list[triton.Config]:
     # The interpreter cannot benchmark; with a single config the autotuner does not try to.
-    return [triton.Config({}, num_warps=w) for w in ((4,) if _INTERPRET else warps)]
+    return [triton.Config({}, num_warps=w) for w in ((4,) if INTERPRET else warps)]
 
 
 @triton.jit
@@ -132,9 +126,11 @@ def _block(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
+# Under the interpreter, tl.dot multiplies the raw bits of bf16 operands (docs/kernels.md §1) and float32 -> bf16 casts
+# truncate (triton 3.6 _convert_float), so bf16 runs there keep float32 tiles and round by hand (EMULATE_BF16).
 def _meta(x: torch.Tensor, point_mix: torch.Tensor) -> dict:
     return {"BLOCK_T": _block(x.shape[3]), "BLOCK_C": _block(x.shape[4]), "BLOCK_P": _block(point_mix.shape[3]),
-            "EMULATE_BF16": _INTERPRET and x.dtype == torch.bfloat16}
+            "EMULATE_BF16": INTERPRET and x.dtype == torch.bfloat16}
 
 
 @torch.library.custom_op("pgocc::st_fusion_fwd", mutates_args=())

@@ -13,12 +13,11 @@ position after the last contributor, which autograd saves for the backward op. N
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 from torch import Tensor
 
+from kernels_triton._utils import INTERPRET
 from kernels_triton.gs_raster._bin import bin_gaussians
 from kernels_triton.gs_raster._composite import _gs_composite_bwd_kernel, _gs_composite_fwd_kernel
 from kernels_triton.gs_raster._project import PROJ_STRIDE, TILE, _gs_project_bwd_kernel, _gs_project_fwd_kernel
@@ -32,7 +31,6 @@ from kernels_triton.gs_raster._project import PROJ_STRIDE, TILE, _gs_project_bwd
 # interpreter a program costs ~0.1 s whatever its size and dots are exact, so one program takes a whole tile and
 # every channel; chunks of 16 make the tests' tile lists (up to 40 Gaussians) span three chunks, so the pipelined
 # loads are exercised.
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 PROJECT_BLOCK = 128
 if INTERPRET:
     FWD_CONFIG = {"BLOCK_P": 256, "BLOCK_G": 16, "MAX_BLOCK_C": 256, "num_warps": 4}
