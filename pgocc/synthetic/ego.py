@@ -35,7 +35,7 @@ class EgoPath:
 
 def draw_arc_length(rng: np.random.Generator, duration: float, p: EgoParams) -> tuple[np.ndarray, np.ndarray]:
     """Times [P] (``p.path_step`` apart, covering ``duration`` seconds) and the arc length [P] driven by then."""
-    times = np.arange(0.0, duration + 1e-9, p.path_step)
+    times = np.arange(0.0, duration + 1e-9, p.path_step)  # + 1e-9: the end itself despite rounding
     cruise = rng.uniform(*p.cruise_speed)
     speed = np.full_like(times, cruise)
     if rng.random() < p.stop_probability and duration > p.min_duration_to_stop:
