@@ -346,9 +346,15 @@ class Report:
                 criterion: PGOccLoss | None, device: torch.device, *, bf16: bool, budget: float, calls: int,
                 min_calls: int) -> None:
         """Wall time of ``fn`` (no profiler), then its stages under the profiler; a table and a plot panel. A run
-        with a ``criterion`` is a training step."""
-        wall = measure(fn, device, budget_s=budget, min_calls=min_calls)
-        stages, ranges, total = profile_stages(fn, model, readout, criterion, device, calls)
+        with a ``criterion`` is a training step. A run that fails is reported with its error; the others go on."""
+        try:
+            wall = measure(fn, device, budget_s=budget, min_calls=min_calls)
+            stages, ranges, total = profile_stages(fn, model, readout, criterion, device, calls)
+        except Exception as exc:  # e.g. an op without a bf16 path: say so, measure the rest
+            self.data["runs"][title] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            self.md += [f"### {title}", "", f"Failed: `{self.data['runs'][title]['error']}`", ""]
+            self.save()
+            return
         floor = floors(stages, bf16, criterion is not None, model.cfg.checkpoint_activations)
         self.stages_of[title], self.floors_of[title] = stages, floor
         self.data["runs"][title] = {"wall_ms": wall.ms, "peak_gib": wall.peak_gib, "stages_ms": stages,
@@ -388,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         frame = online_frame(cfg, model, readout, batch, bf16=bf16)
         rep.add_run(f"online inference, {tag}", frame, model, readout, None, device, bf16=bf16, budget=args.budget,
                     calls=args.calls, min_calls=3)
-        if device.type == "cuda":
+        if device.type == "cuda" and "error" not in rep.data["runs"][f"online inference, {tag}"]:
             counts = count_launches(frame)
             rep.data["runs"][f"online inference, {tag}"]["launches"] = counts
             rep.md += [f"Launches and host syncs of one frame: {counts['kernel_launches']} kernel launches, "

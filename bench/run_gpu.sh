@@ -10,7 +10,8 @@
 # Duration of a default run on an H100 (the last two are estimates, not yet run): parity ≈ 6 min (gsplat's build
 # included), benchmarks ≈ 8 min (capped by BENCH_TIMEOUT), breakdown ≈ 3 min (bench/breakdown.py; the 12-keyframe
 # 1600×900 world of its end-to-end figure takes ≈ 20 s to generate), ablation ≈ 5 min (bench/ablation.py; the
-# all-reference rows dominate): ≈ 22 min in all, more than one call allows, so split it, e.g.
+# all-reference rows dominate; its last row, gsplat, builds gsplat's CUDA extension, ≈ 3 min, where the parity step
+# has not built it on this machine): ≈ 22 min in all, more than one call allows, so split it, e.g.
 #   (1) SKIP_BENCH=1 SKIP_BREAKDOWN=1 SKIP_ABLATION=1 bash bench/run_gpu.sh                        parity, ≈ 6 min
 #   (2) SKIP_PARITY=1 SKIP_BREAKDOWN=1 SKIP_ABLATION=1 bash bench/run_gpu.sh                   benchmarks, ≈ 8 min
 #   (3) SKIP_PARITY=1 bash bench/run_gpu.sh test_model    issue 18: whole-model benchmarks, breakdown, ablation, ≈ 9 min
