@@ -16,7 +16,7 @@ from pgocc import ops
 
 OP = "aniso_sample"
 spec = ops.contract(OP)
-DIFFERENTIABLE = ("centers", "quats", "scales", "offsets", "level_weights")
+DIFFERENTIABLE = ("centres", "quats", "scales", "offsets", "level_weights")
 
 
 def flat_call(fn: Callable[..., Any], num_levels: int) -> Callable[..., Any]:

@@ -129,11 +129,11 @@ def _level_fwd(feat_ptr, slab, u, v, H, W, rmask, cols, C: tl.constexpr, BLOCK_C
 
 
 @triton.jit
-def _points(centers_ptr, quats_ptr, scales_ptr, offsets_ptr, b, q, g, p, rmask, Q, G, P: tl.constexpr):
+def _points(centres_ptr, quats_ptr, scales_ptr, offsets_ptr, b, q, g, p, rmask, Q, G, P: tl.constexpr):
     """Sample point c + R(q)(s * o) of each row, then the pieces of the chain rule the backward needs: the local
     offset l = s * o, s, o, the rotation entries, the normalised quaternion and 1 / |q|."""
     qi = b * Q + q  # int64
-    cx, cy, cz = _load3(centers_ptr, qi * 3, rmask)
+    cx, cy, cz = _load3(centres_ptr, qi * 3, rmask)
     sx, sy, sz = _load3(scales_ptr, qi * 3, rmask)
     ox, oy, oz = _load3(offsets_ptr, ((qi * G + g) * P + p) * 3, rmask)
     qw = tl.load(quats_ptr + qi * 4, mask=rmask, other=1.0).to(tl.float32)
@@ -153,7 +153,7 @@ def _points(centers_ptr, quats_ptr, scales_ptr, offsets_ptr, b, q, g, p, rmask, 
 
 @triton.jit
 def _aniso_sample_fwd_kernel(
-    centers_ptr, quats_ptr, scales_ptr, offsets_ptr, ego2img_ptr, weights_ptr,
+    centres_ptr, quats_ptr, scales_ptr, offsets_ptr, ego2img_ptr, weights_ptr,
     feat0_ptr, feat1_ptr, feat2_ptr, feat3_ptr, out_ptr,
     Q, T, G, h_in, w_in, H0, W0, H1, W1, H2, W2, H3, W3,
     N: tl.constexpr, P: tl.constexpr, L: tl.constexpr, C: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -172,7 +172,7 @@ def _aniso_sample_fwd_kernel(
 
     (px, py, pz, lx, ly, lz, sx, sy, sz, ox, oy, oz,
      r00, r01, r02, r10, r11, r12, r20, r21, r22, nw, nx, ny, nz, inv_norm) = _points(
-        centers_ptr, quats_ptr, scales_ptr, offsets_ptr, b, q, g, p, rmask, Q, G, P)  # only the point is used
+        centres_ptr, quats_ptr, scales_ptr, offsets_ptr, b, q, g, p, rmask, Q, G, P)  # only the point is used
     view, u, v = _first_valid_view(px, py, pz, ego2img_ptr + (b * T + t) * N * 16, h_in, w_in, N)
     slab = ((b * T + t) * G + g) * N + view  # int64 index of the [H_l, W_l, C] map of every level
 
@@ -232,7 +232,7 @@ def _level_bwd(du, dv, feat_ptr, dfeat_ptr, w_ptr, dw_ptr, slab, u, v, H, W, rma
 
 @triton.jit
 def _aniso_sample_bwd_kernel(
-    dout_ptr, centers_ptr, quats_ptr, scales_ptr, offsets_ptr, ego2img_ptr, weights_ptr,
+    dout_ptr, centres_ptr, quats_ptr, scales_ptr, offsets_ptr, ego2img_ptr, weights_ptr,
     feat0_ptr, feat1_ptr, feat2_ptr, feat3_ptr, dfeat0_ptr, dfeat1_ptr, dfeat2_ptr, dfeat3_ptr,
     dweights_ptr, dgeo_ptr,
     Q, T, G, h_in, w_in, H0, W0, H1, W1, H2, W2, H3, W3,
@@ -252,7 +252,7 @@ def _aniso_sample_bwd_kernel(
 
     (px, py, pz, lx, ly, lz, sx, sy, sz, ox, oy, oz,
      r00, r01, r02, r10, r11, r12, r20, r21, r22, nw, nx, ny, nz, inv_norm) = _points(
-        centers_ptr, quats_ptr, scales_ptr, offsets_ptr, b, q, g, p, rmask, Q, G, P)
+        centres_ptr, quats_ptr, scales_ptr, offsets_ptr, b, q, g, p, rmask, Q, G, P)
     e_ptr = ego2img_ptr + (b * T + t) * N * 16
     view, u, v = _first_valid_view(px, py, pz, e_ptr, h_in, w_in, N)
     slab = ((b * T + t) * G + g) * N + view
@@ -355,7 +355,7 @@ def _grid(Q: int, P: int, T: int, G: int, B: int, block_r: int) -> tuple[int, in
 
 
 @torch.library.custom_op("pgocc::aniso_sample_fwd", mutates_args=())
-def _aniso_sample_fwd(centers: Tensor, quats: Tensor, scales: Tensor, offsets: Tensor, ego2img: Tensor,
+def _aniso_sample_fwd(centres: Tensor, quats: Tensor, scales: Tensor, offsets: Tensor, ego2img: Tensor,
                       features: list[Tensor], level_weights: Tensor, h_in: int, w_in: int,
                       released_weight_order: bool) -> Tensor:
     B, Q, G, P, _ = offsets.shape
@@ -365,7 +365,7 @@ def _aniso_sample_fwd(centers: Tensor, quats: Tensor, scales: Tensor, offsets: T
     out = torch.empty(B, Q, G, T * P, C, dtype=features[0].dtype, device=offsets.device)
     ptrs, sizes = _level_args(features)
     _aniso_sample_fwd_kernel[_grid(Q, P, T, G, B, _FWD_BLOCK_R)](
-        centers.contiguous(), quats.contiguous(), scales.contiguous(), offsets.contiguous(), ego2img.contiguous(),
+        centres.contiguous(), quats.contiguous(), scales.contiguous(), offsets.contiguous(), ego2img.contiguous(),
         level_weights.contiguous(), *ptrs, out,
         Q, T, G, float(h_in), float(w_in), *sizes,
         N=N, P=P, L=len(features), C=C, BLOCK_C=triton.next_power_of_2(C), BLOCK_R=_FWD_BLOCK_R,
@@ -375,14 +375,14 @@ def _aniso_sample_fwd(centers: Tensor, quats: Tensor, scales: Tensor, offsets: T
 
 
 @_aniso_sample_fwd.register_fake
-def _(centers, quats, scales, offsets, ego2img, features, level_weights, h_in, w_in, released_weight_order):
+def _(centres, quats, scales, offsets, ego2img, features, level_weights, h_in, w_in, released_weight_order):
     B, Q, G, P, _ = offsets.shape
     T = ego2img.shape[1]
     return offsets.new_empty(B, Q, G, T * P, features[0].shape[-1], dtype=features[0].dtype)
 
 
 @torch.library.custom_op("pgocc::aniso_sample_bwd", mutates_args=())
-def _aniso_sample_bwd(dout: Tensor, centers: Tensor, quats: Tensor, scales: Tensor, offsets: Tensor,
+def _aniso_sample_bwd(dout: Tensor, centres: Tensor, quats: Tensor, scales: Tensor, offsets: Tensor,
                       ego2img: Tensor, features: list[Tensor], level_weights: Tensor, h_in: int, w_in: int,
                       released_weight_order: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, list[Tensor]]:
     B, Q, G, P, _ = offsets.shape
@@ -396,7 +396,7 @@ def _aniso_sample_bwd(dout: Tensor, centers: Tensor, quats: Tensor, scales: Tens
     ptrs, sizes = _level_args(features)
     dptrs, _ = _level_args(dfeatures)
     _aniso_sample_bwd_kernel[_grid(Q, P, T, G, B, _BWD_BLOCK_R)](
-        dout.contiguous(), centers.contiguous(), quats.contiguous(), scales.contiguous(), offsets.contiguous(),
+        dout.contiguous(), centres.contiguous(), quats.contiguous(), scales.contiguous(), offsets.contiguous(),
         ego2img.contiguous(), level_weights.contiguous(), *ptrs, *dptrs, dweights, dgeo,
         Q, T, G, float(h_in), float(w_in), *sizes,
         N=N, P=P, L=L, C=C, BLOCK_C=triton.next_power_of_2(C), BLOCK_R=_BWD_BLOCK_R,
@@ -418,34 +418,34 @@ def _aniso_sample_bwd(dout: Tensor, centers: Tensor, quats: Tensor, scales: Tens
 
 
 @_aniso_sample_bwd.register_fake
-def _(dout, centers, quats, scales, offsets, ego2img, features, level_weights, h_in, w_in, released_weight_order):
-    return (torch.empty_like(centers), torch.empty_like(quats), torch.empty_like(scales), torch.empty_like(offsets),
+def _(dout, centres, quats, scales, offsets, ego2img, features, level_weights, h_in, w_in, released_weight_order):
+    return (torch.empty_like(centres), torch.empty_like(quats), torch.empty_like(scales), torch.empty_like(offsets),
             torch.empty_like(level_weights), [torch.empty_like(f) for f in features])
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    centers, quats, scales, offsets, ego2img, features, level_weights, h_in, w_in, released = inputs
-    ctx.save_for_backward(centers, quats, scales, offsets, ego2img, level_weights, *features)
+    centres, quats, scales, offsets, ego2img, features, level_weights, h_in, w_in, released = inputs
+    ctx.save_for_backward(centres, quats, scales, offsets, ego2img, level_weights, *features)
     ctx.static = (h_in, w_in, released)
 
 
 def _backward(ctx, dout: Tensor):
-    centers, quats, scales, offsets, ego2img, level_weights, *features = ctx.saved_tensors
-    dcenters, dquats, dscales, doffsets, dweights, dfeatures = _aniso_sample_bwd(
-        dout, centers, quats, scales, offsets, ego2img, list(features), level_weights, *ctx.static)
-    return dcenters, dquats, dscales, doffsets, None, dfeatures, dweights, None, None, None
+    centres, quats, scales, offsets, ego2img, level_weights, *features = ctx.saved_tensors
+    dcentres, dquats, dscales, doffsets, dweights, dfeatures = _aniso_sample_bwd(
+        dout, centres, quats, scales, offsets, ego2img, list(features), level_weights, *ctx.static)
+    return dcentres, dquats, dscales, doffsets, None, dfeatures, dweights, None, None, None
 
 
 _aniso_sample_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
-def aniso_sample(centers: Tensor, quats: Tensor, scales: Tensor, offsets: Tensor, ego2img: Tensor,
+def aniso_sample(centres: Tensor, quats: Tensor, scales: Tensor, offsets: Tensor, ego2img: Tensor,
                  features: Sequence[Tensor], level_weights: Tensor, image_size: Sequence[int],
                  released_weight_order: bool) -> Tensor:
     """Triton implementation of ``pgocc.ops.aniso_sample`` (same arguments and result as the reference).
 
     Args:
-        centers: [B, Q, 3]; quats: [B, Q, 4]; scales: [B, Q, 3]; offsets: [B, Q, G, P, 3] (float32).
+        centres: [B, Q, 3]; quats: [B, Q, 4]; scales: [B, Q, 3]; offsets: [B, Q, G, P, 3] (float32).
         ego2img: [B, T, N, 4, 4] (float32).
         features: L <= 4 tensors [B*T*G, N, H_l, W_l, C] (float32 or bfloat16).
         level_weights: [B, Q, G, P, L] (the features' dtype).
@@ -463,5 +463,5 @@ def aniso_sample(centers: Tensor, quats: Tensor, scales: Tensor, offsets: Tensor
     if len(features) > MAX_LEVELS:
         raise NotImplementedError(f"aniso_sample/triton: at most {MAX_LEVELS} levels, got {len(features)}; "
                                   f"use impl='reference'")
-    return _aniso_sample_fwd(centers, quats, scales, offsets, ego2img, list(features), level_weights,
+    return _aniso_sample_fwd(centres, quats, scales, offsets, ego2img, list(features), level_weights,
                              int(image_size[0]), int(image_size[1]), bool(released_weight_order))

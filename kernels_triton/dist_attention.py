@@ -264,7 +264,7 @@ def _meta(q: torch.Tensor, dropout_p: float) -> dict:
 
 
 @torch.library.custom_op("pgocc::dist_attention_fwd", mutates_args=())
-def _dist_attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.Tensor, tau: torch.Tensor,
+def _dist_attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centres: torch.Tensor, tau: torch.Tensor,
                         seed: torch.Tensor, num_old: int,
                         dropout_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """out [B, H, Q, D] in q's dtype, out_acc (out before rounding, float32/float64) and lse [B, H, Q]."""
@@ -273,14 +273,14 @@ def _dist_attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cente
     out_acc = torch.empty(q.shape, dtype=_acc_dtype(q.dtype), device=q.device)
     lse = torch.empty(B, H, Q, dtype=_acc_dtype(q.dtype), device=q.device)
     _dist_attn_fwd_kernel[lambda meta: (triton.cdiv(Q, meta["BLOCK_M"]), B * H)](
-        q, k, v, centers, tau, seed, out, out_acc, lse, H, Q, D, num_old, dropout_p,
-        *q.stride(), *k.stride(), *v.stride(), *centers.stride(), *tau.stride(), *out.stride(),
+        q, k, v, centres, tau, seed, out, out_acc, lse, H, Q, D, num_old, dropout_p,
+        *q.stride(), *k.stride(), *v.stride(), *centres.stride(), *tau.stride(), *out.stride(),
         **_meta(q, dropout_p))
     return out, out_acc, lse
 
 
 @_dist_attention_fwd.register_fake
-def _dist_attention_fwd_fake(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.Tensor,
+def _dist_attention_fwd_fake(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centres: torch.Tensor,
                              tau: torch.Tensor, seed: torch.Tensor, num_old: int,
                              dropout_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return (torch.empty(q.shape, dtype=q.dtype, device=q.device),
@@ -289,7 +289,7 @@ def _dist_attention_fwd_fake(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
 
 
 @torch.library.custom_op("pgocc::dist_attention_bwd", mutates_args=())
-def _dist_attention_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.Tensor,
+def _dist_attention_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centres: torch.Tensor,
                         tau: torch.Tensor, seed: torch.Tensor, out_acc: torch.Tensor, lse: torch.Tensor,
                         num_old: int, dropout_p: float
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -302,19 +302,19 @@ def _dist_attention_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v:
     dk = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     dv = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     dtau = torch.empty(tau.shape, dtype=tau.dtype, device=tau.device)
-    args = (H, Q, D, num_old, dropout_p, *q.stride(), *k.stride(), *v.stride(), *centers.stride(), *tau.stride(),
+    args = (H, Q, D, num_old, dropout_p, *q.stride(), *k.stride(), *v.stride(), *centres.stride(), *tau.stride(),
             *dout.stride())
     meta = _meta(q, dropout_p)
     _dist_attn_bwd_dkdv_kernel[lambda m: (triton.cdiv(Q, m["BLOCK_N"]), B * H)](
-        q, k, v, centers, tau, seed, dout, lse, delta, dk, dv, *args, **meta)
+        q, k, v, centres, tau, seed, dout, lse, delta, dk, dv, *args, **meta)
     _dist_attn_bwd_dq_kernel[lambda m: (triton.cdiv(Q, m["BLOCK_M"]), B * H)](
-        q, k, v, centers, tau, seed, dout, lse, delta, dq, dtau, *args, **meta)
+        q, k, v, centres, tau, seed, dout, lse, delta, dq, dtau, *args, **meta)
     return dq, dk, dv, dtau
 
 
 @_dist_attention_bwd.register_fake
 def _dist_attention_bwd_fake(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                             centers: torch.Tensor, tau: torch.Tensor, seed: torch.Tensor, out_acc: torch.Tensor,
+                             centres: torch.Tensor, tau: torch.Tensor, seed: torch.Tensor, out_acc: torch.Tensor,
                              lse: torch.Tensor, num_old: int, dropout_p: float
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     grads = tuple(torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3))
@@ -322,9 +322,9 @@ def _dist_attention_bwd_fake(dout: torch.Tensor, q: torch.Tensor, k: torch.Tenso
 
 
 def _setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: tuple) -> None:
-    q, k, v, centers, tau, seed, num_old, dropout_p = inputs
+    q, k, v, centres, tau, seed, num_old, dropout_p = inputs
     _, out_acc, lse = output
-    ctx.save_for_backward(q, k, v, centers, tau, seed, out_acc, lse)
+    ctx.save_for_backward(q, k, v, centres, tau, seed, out_acc, lse)
     ctx.num_old = num_old
     ctx.dropout_p = dropout_p
 
@@ -332,8 +332,8 @@ def _setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, outp
 def _backward(ctx: torch.autograd.function.FunctionCtx, dout: torch.Tensor, dout_acc: torch.Tensor | None,
               dlse: torch.Tensor | None) -> tuple:
     # out_acc and lse are internal; the public function returns neither, so their gradients carry nothing.
-    q, k, v, centers, tau, seed, out_acc, lse = ctx.saved_tensors
-    dq, dk, dv, dtau = _dist_attention_bwd(dout, q, k, v, centers, tau, seed, out_acc, lse, ctx.num_old,
+    q, k, v, centres, tau, seed, out_acc, lse = ctx.saved_tensors
+    dq, dk, dv, dtau = _dist_attention_bwd(dout, q, k, v, centres, tau, seed, out_acc, lse, ctx.num_old,
                                            ctx.dropout_p)
     return dq, dk, dv, None, dtau, None, None, None
 
@@ -341,13 +341,13 @@ def _backward(ctx: torch.autograd.function.FunctionCtx, dout: torch.Tensor, dout
 _dist_attention_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
-def dist_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.Tensor, tau: torch.Tensor,
+def dist_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centres: torch.Tensor, tau: torch.Tensor,
                    num_old: int, dropout_p: float) -> torch.Tensor:
     """Fused distance-biased attention; see ``pgocc.ops.dist_attention`` for shapes and semantics.
 
     Args:
         q, k, v: [B, H, Q, D] bfloat16/float32/float64, any strides.
-        centers: [B, Q, 2] float32/float64 BEV centres in metres (no gradient).
+        centres: [B, Q, 2] float32/float64 BEV centres in metres (no gradient).
         tau: [B, H, Q] any floating dtype.
         num_old: K_old in [0, Q].
         dropout_p: dropout on the probabilities; the Philox seed is drawn from torch's generator of q's device.
@@ -359,5 +359,5 @@ def dist_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: t
         seed = torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64, device=q.device)
     else:
         seed = torch.zeros(1, dtype=torch.int64, device=q.device)
-    out, _, _ = _dist_attention_fwd(q, k, v, centers, tau, seed, int(num_old), float(dropout_p))
+    out, _, _ = _dist_attention_fwd(q, k, v, centres, tau, seed, int(num_old), float(dropout_p))
     return out

@@ -18,10 +18,10 @@ EPS = 1e-5
 """Depth clamp and validity threshold of the released projection code."""
 
 
-def sample_points(centers: Tensor, quats: Tensor, scales: Tensor, offsets: Tensor) -> Tensor:
+def sample_points(centres: Tensor, quats: Tensor, scales: Tensor, offsets: Tensor) -> Tensor:
     """Sample points ``c + R(q) (s * o)``: [B, Q, 3], [B, Q, 4], [B, Q, 3], [B, Q, G, P, 3] -> [B, Q, G, P, 3]."""
     local = scales[:, :, None, None, :] * offsets
-    return centers[:, :, None, None, :] + torch.einsum("bqij,bqgpj->bqgpi", quat_to_rotmat(quats), local)
+    return centres[:, :, None, None, :] + torch.einsum("bqij,bqgpj->bqgpi", quat_to_rotmat(quats), local)
 
 
 def project(points: Tensor, ego2img: Tensor,
@@ -87,13 +87,13 @@ def bilinear(feature: Tensor, batch: Tensor, view: Tensor, u: Tensor, v: Tensor)
     return out
 
 
-def aniso_sample(centers: Tensor, quats: Tensor, scales: Tensor, offsets: Tensor, ego2img: Tensor,
+def aniso_sample(centres: Tensor, quats: Tensor, scales: Tensor, offsets: Tensor, ego2img: Tensor,
                  features: Sequence[Tensor], level_weights: Tensor, image_size: Sequence[int],
                  released_weight_order: bool) -> Tensor:
     """Reference of ``pgocc.ops.aniso_sample``.
 
     Args:
-        centers: [B, Q, 3]; quats: [B, Q, 4] (w, x, y, z); scales: [B, Q, 3]; offsets: [B, Q, G, P, 3].
+        centres: [B, Q, 3]; quats: [B, Q, 4] (w, x, y, z); scales: [B, Q, 3]; offsets: [B, Q, G, P, 3].
         ego2img: [B, T, N, 4, 4].
         features: L x [B*T*G, N, H_l, W_l, C].
         level_weights: [B, Q, G, P, L].
@@ -106,7 +106,7 @@ def aniso_sample(centers: Tensor, quats: Tensor, scales: Tensor, offsets: Tensor
     B, Q, G, P, _ = offsets.shape
     T = ego2img.shape[1]
     C = features[0].shape[-1]
-    points = sample_points(centers, quats, scales, offsets)
+    points = sample_points(centres, quats, scales, offsets)
     u_all, v_all, _, _, view = project(points, ego2img, image_size)
     u = u_all.gather(2, view[:, :, None]).squeeze(2)  # [B, T, Q, G, P]
     v = v_all.gather(2, view[:, :, None]).squeeze(2)

@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 
 
-def dist_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.Tensor, tau: torch.Tensor,
+def dist_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centres: torch.Tensor, tau: torch.Tensor,
                    num_old: int, dropout_p: float) -> torch.Tensor:
     """Softmax attention with the additive bias -τ_i·‖c_i - c_j‖ and the old/new mask, materialised.
 
     Args:
         q, k, v: [B, H, Q, D].
-        centers: [B, Q, 2] BEV centres in metres (detached: no gradient).
+        centres: [B, Q, 2] BEV centres in metres (detached: no gradient).
         tau: [B, H, Q].
         num_old: queries i < num_old do not see keys j >= num_old.
         dropout_p: dropout on the probabilities (torch's generator).
@@ -22,7 +22,7 @@ def dist_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: t
         [B, H, Q, D] in q's dtype.
     """
     Q, D = q.shape[-2:]
-    c = centers.detach()
+    c = centres.detach()
     diff = c[:, :, None, :] - c[:, None, :, :]                                   # [B, Q, Q, 2]
     dist = torch.sqrt(diff[..., 0] * diff[..., 0] + diff[..., 1] * diff[..., 1])  # [B, Q, Q]
     # Logits in at least float32, as the released code adds a float32 bias (PyTorch float attn_mask semantics).

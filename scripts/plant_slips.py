@@ -18,7 +18,7 @@ PYTHON = str(pathlib.Path(__file__).resolve().parents[1] / ".venv" / "bin" / "py
 SLIPS = [
  ("densification sign flipped", "pgocc/model/pgocc.py", "behind = (rendered - depth) > cfg.densify_threshold", "behind = (depth - rendered) > cfg.densify_threshold"),
  ("loss weights dropped from the total", "pgocc/model/criterion.py", "total = total + self.cfg.stage_weights[s] * self.weights[name] * value", "total = total + value"),
- ("old/new attention mask removed", "pgocc/model/attention.py", "centers.detach(), tau, num_old,", "centers.detach(), tau, 0,"),
+ ("old/new attention mask removed", "pgocc/model/attention.py", "centres.detach(), tau, num_old,", "centres.detach(), tau, 0,"),
  ("AdaptiveMixing channel matrix transposed", "pgocc/model/mixing.py", "m = m.reshape(B, Q, self.groups, self.channels, self.channels)", "m = m.reshape(B, Q, self.groups, self.channels, self.channels).transpose(-1, -2)"),
  ("distance-bias sign flipped", "pgocc/model/attention.py", "tau = self.gen_tau(x).transpose(1, 2)", "tau = -self.gen_tau(x).transpose(1, 2)"),
  ("position encoder fed metres", "pgocc/model/pgocc.py", "normalize_coords(positions, cfg.pc_range)", "positions"),
@@ -28,7 +28,7 @@ SLIPS = [
  ("delta without the 2σ−1 centring", "pgocc/model/heads.py", "delta = (2 * torch.sigmoid(raw[..., 0:3]) - 1) * max_delta", "delta = torch.sigmoid(raw[..., 0:3]) * max_delta"),
  ("opacity read from the last scale", "pgocc/model/heads.py", "opacities = torch.sigmoid(raw[..., OPACITY_OUTPUT])", "opacities = torch.sigmoid(raw[..., OPACITY_OUTPUT - 1])"),
  ("delta scaled ×2^s instead of ×2^−s", "pgocc/model/pgocc.py", "torch.exp2(-self.origin_stage[:Q])", "torch.exp2(self.origin_stage[:Q])"),
- ("attention distance over (x, z)", "pgocc/model/decoder.py", "self._run(self.self_attn, q, centers[..., :2], num_old)", "self._run(self.self_attn, q, centers[..., ::2], num_old)"),
+ ("attention distance over (x, z)", "pgocc/model/decoder.py", "self._run(self.self_attn, q, centres[..., :2], num_old)", "self._run(self.self_attn, q, centres[..., ::2], num_old)"),
  ("densification mask not accumulated", "pgocc/model/pgocc.py", "candidates = candidates & behind.flatten(1)", "candidates = behind.flatten(1)"),
  ("wrong fallback rows", "pgocc/model/pgocc.py", "fallback = init[:, start:start + num]", "fallback = init[:, :num]"),
  ("FFN residual added twice", "pgocc/model/decoder.py", "return self.norm3(self.ffn(q))", "return self.norm3(q + self.ffn(q))"),

@@ -17,7 +17,7 @@ from tests.parity import assert_parity_scaled
 OP = "aniso_sample"
 spec = ops.contract(OP)
 KERNELS = [name for name in ops.available(OP) if name != "reference"]
-GRAD_ARGS = ("centers", "quats", "scales", "offsets", "level_weights")
+GRAD_ARGS = ("centres", "quats", "scales", "offsets", "level_weights")
 BASELINE_FACTOR = 3
 """Allowed multiple, per element, of the error of the reference run in the implementation's precision, on top of the
 tolerance row (docs/architecture.md §5 rule 4 uses 2 for bf16; 3 here because the GPU kernel's float32 arithmetic (FMA
@@ -57,11 +57,11 @@ def trusted_samples(inputs: dict) -> torch.Tensor:
     validity threshold, or when its level coordinates h, w lie that close to a texel line. The derivative jumps
     there (and the value too at a view change), so the fp32 kernel and the fp64 reference may legitimately differ.
     """
-    geo = {k: inputs[k].detach() for k in ("centers", "quats", "scales", "offsets", "ego2img")}
+    geo = {k: inputs[k].detach() for k in ("centres", "quats", "scales", "offsets", "ego2img")}
 
     def geometry(dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         g = {k: v.to(dtype) for k, v in geo.items()}
-        points = sample_points(g["centers"], g["quats"], g["scales"], g["offsets"])
+        points = sample_points(g["centres"], g["quats"], g["scales"], g["offsets"])
         return project(points, g["ego2img"], inputs["image_size"])
 
     u, v, z, _, view = geometry(torch.float64)
@@ -154,7 +154,7 @@ def test_exact_case_hits_every_edge() -> None:
     """The dyadic case really puts samples on the edges it claims (a guard on the input factory)."""
     case = next(c for c in spec.CASES["cpu"] if c.extra.get("exact"))
     x = spec.make_inputs(case, dtype=torch.float64)
-    points = sample_points(x["centers"], x["quats"], x["scales"], x["offsets"])
+    points = sample_points(x["centres"], x["quats"], x["scales"], x["offsets"])
     u, v, z, valid, view = project(points, x["ego2img"], x["image_size"])
     assert ((u == 0) & (z > EPS)).any() and ((u == 1) & (z > EPS)).any()
     assert ((v == 0) & (z > EPS)).any() and ((v == 1) & (z > EPS)).any()
@@ -217,8 +217,8 @@ BAD_INPUTS = {
     "offsets_last_dim": (_bad(offsets=lambda x: x["offsets"][..., :2]),
                          r"offsets must be \[B, Q, G, P, 3\]; dim 4 is 2, expected 3"),
     "quats_last_dim": (_bad(quats=lambda x: x["quats"][..., :3]), r"quats must be \[B, Q, 4\]; dim 2 is 3, expected 4"),
-    "centers_Q": (_bad(centers=lambda x: x["centers"][:, :3]),
-                  r"centers must be \[B, Q, 3\]; dim 1 \(Q\) is 3 but Q=5"),
+    "centres_Q": (_bad(centres=lambda x: x["centres"][:, :3]),
+                  r"centres must be \[B, Q, 3\]; dim 1 \(Q\) is 3 but Q=5"),
     "level_count": (_bad(features=lambda x: x["features"][:1]), r"features has 1 levels but level_weights has L=2"),
     "features_batch": (_bad(features=lambda x: [f[:2] for f in x["features"]]),
                        r"features\[0\] must be \[4, N, \*, \*, C\]; dim 0 is 2, expected 4"),
@@ -228,11 +228,11 @@ BAD_INPUTS = {
                        r"features\[0\] must have dtype"),
     "ego2img_rows": (_bad(ego2img=lambda x: x["ego2img"][:, :, :, :3]),
                      r"ego2img must be \[B, T, N, 4, 4\]; dim 3 is 3"),
-    "mixed_geometry_dtype": (_bad(centers=lambda x: x["centers"].double()),
-                             r"centers must have dtype in \['torch.float32'\]"),
+    "mixed_geometry_dtype": (_bad(centres=lambda x: x["centres"].double()),
+                             r"centres must have dtype in \['torch.float32'\]"),
     "half_geometry": (_bad(offsets=lambda x: x["offsets"].half()), r"offsets must have dtype in"),
-    "mixed_devices": (_bad(centers=lambda x: x["centers"].to("meta")),
-                      r"all tensors must be on one device.*centers=meta"),
+    "mixed_devices": (_bad(centres=lambda x: x["centres"].to("meta")),
+                      r"all tensors must be on one device.*centres=meta"),
     "features_not_a_list": (_bad(features=lambda x: x["features"][0]), r"features must be a non-empty list"),
     "image_size_len": (_bad(image_size=(32,)), r"image_size must be \(H_in, W_in\)"),
     "image_size_zero": (_bad(image_size=(32, 0)), r"image_size must be \(H_in, W_in\)"),

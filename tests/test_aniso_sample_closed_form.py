@@ -79,7 +79,7 @@ def test_level_weight_order(impl: str, released: bool, device: torch.device) -> 
     levels = [(17, 33), (9, 17), (5, 9), (3, 5)]
     camera = torch.tensor([[16.0, -8, 0, 0], [8, 0, -8, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=dtype)
     inputs = {
-        "centers": torch.tensor([[[4.0, 0.0, 0.0]]], dtype=dtype),  # texel corner (8, 16) of camera 0 at level 0
+        "centres": torch.tensor([[[4.0, 0.0, 0.0]]], dtype=dtype),  # texel corner (8, 16) of camera 0 at level 0
         "quats": torch.tensor([[[1.0, 0.0, 0.0, 0.0]]], dtype=dtype),
         "scales": torch.ones(1, 1, 3, dtype=dtype),
         "offsets": torch.zeros(1, 1, G, 1, 3, dtype=dtype),
@@ -101,12 +101,12 @@ def test_reference_gradcheck_fp64(seed: int) -> None:
                               "W_in": 64})
     x = spec.make_inputs(case, dtype=torch.float64, seed=seed)
     reference = ops.resolve(OP, "reference")
-    names = ("centers", "quats", "scales", "offsets", "level_weights")
+    names = ("centres", "quats", "scales", "offsets", "level_weights")
     args = tuple(x[k].clone().requires_grad_() for k in names) + tuple(
         f.clone().requires_grad_() for f in x["features"])
 
-    def fn(centers, quats, scales, offsets, level_weights, *features):
-        return reference(centers, quats, scales, offsets, x["ego2img"], list(features), level_weights,
+    def fn(centres, quats, scales, offsets, level_weights, *features):
+        return reference(centres, quats, scales, offsets, x["ego2img"], list(features), level_weights,
                          x["image_size"], False)
 
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)

@@ -42,7 +42,7 @@ def leaves(inputs: dict, dtype: torch.dtype) -> dict:
     for name in GRAD_ARGS:
         out[name] = inputs[name].detach().to(dtype).requires_grad_(True)
     if dtype == F64:
-        out["centers"] = inputs["centers"].to(F64)
+        out["centres"] = inputs["centres"].to(F64)
     return out
 
 
@@ -122,7 +122,7 @@ def test_strided_views_match_contiguous(impl: str, device: torch.device, seed: i
     tau_bqh = inputs["tau"].transpose(1, 2).contiguous().requires_grad_(True)                # [B, Q, H]
     views = packed.view(B, Q, 3, H, D).permute(2, 0, 3, 1, 4)                               # 3 × [B, H, Q, D]
     fn = ops.resolve(OP, impl)
-    out_v = fn(views[0], views[1], views[2], inputs["centers"], tau_bqh.transpose(1, 2), inputs["num_old"], 0.0)
+    out_v = fn(views[0], views[1], views[2], inputs["centres"], tau_bqh.transpose(1, 2), inputs["num_old"], 0.0)
     contiguous = leaves(inputs, F32)
     out_c = fn(**contiguous)
     cot = torch.randn_like(out_c)
@@ -175,7 +175,7 @@ def test_triton_compiles_fullgraph(device: torch.device, seed: int) -> None:
     fn = ops.resolve(OP, "triton")
     inputs = spec.make_inputs(Case("small", {"B": 1, "H": 2, "Q": 20, "D": 32, "num_old": 12}), device=device,
                               seed=seed)
-    compiled = torch.compile(lambda q, k, v, tau: fn(q, k, v, inputs["centers"], tau, 12, 0.0), fullgraph=True)
+    compiled = torch.compile(lambda q, k, v, tau: fn(q, k, v, inputs["centres"], tau, 12, 0.0), fullgraph=True)
     eager_in, comp_in = leaves(inputs, F32), leaves(inputs, F32)
     out_e = fn(**eager_in)
     out_c = compiled(*(comp_in[n] for n in GRAD_ARGS))
@@ -194,14 +194,14 @@ def test_opcheck(device: torch.device, seed: int) -> None:
     ins = leaves(spec.make_inputs(Case("tiny", {"B": 1, "H": 1, "Q": 16, "D": 32, "num_old": 9}), device=device,
                                   seed=seed), F32)
     seed_t = torch.zeros(1, dtype=torch.int64, device=device)
-    args = (ins["q"], ins["k"], ins["v"], ins["centers"], ins["tau"], seed_t, 9, 0.0)
+    args = (ins["q"], ins["k"], ins["v"], ins["centres"], ins["tau"], seed_t, 9, 0.0)
     torch.library.opcheck(torch.ops.pgocc.dist_attention_fwd.default, args)
     _, out_acc, lse = torch.ops.pgocc.dist_attention_fwd(*(a.detach() if isinstance(a, torch.Tensor) else a
                                                            for a in args))
     dout = torch.randn_like(out_acc)
     detached = [ins[n].detach() for n in ("q", "k", "v")]
     torch.library.opcheck(torch.ops.pgocc.dist_attention_bwd.default,
-                          (dout, *detached, ins["centers"], ins["tau"].detach(), seed_t, out_acc, lse, 9, 0.0))
+                          (dout, *detached, ins["centres"], ins["tau"].detach(), seed_t, out_acc, lse, 9, 0.0))
 
 
 def test_reference_closed_forms() -> None:
@@ -211,13 +211,13 @@ def test_reference_closed_forms() -> None:
     ref = ops.resolve(OP, "reference")
     v = torch.randn(B, H, Q, D, dtype=F64)
     zeros = torch.zeros(B, H, Q, D, dtype=F64)
-    centers = torch.stack([torch.arange(Q, dtype=F64), torch.zeros(Q, dtype=F64)], -1)[None]   # x = 0..6 m
-    out = ref(zeros, zeros, v, centers, torch.zeros(B, H, Q, dtype=F64), num_old, 0.0)
+    centres = torch.stack([torch.arange(Q, dtype=F64), torch.zeros(Q, dtype=F64)], -1)[None]   # x = 0..6 m
+    out = ref(zeros, zeros, v, centres, torch.zeros(B, H, Q, dtype=F64), num_old, 0.0)
     torch.testing.assert_close(out[:, :, :num_old], v[:, :, :num_old].mean(2, keepdim=True).expand(-1, -1, num_old, -1))
     torch.testing.assert_close(out[:, :, num_old:], v.mean(2, keepdim=True).expand(-1, -1, Q - num_old, -1))
-    out = ref(zeros, zeros, v, centers, torch.full((B, H, Q), 60.0, dtype=F64), num_old, 0.0)
+    out = ref(zeros, zeros, v, centres, torch.full((B, H, Q), 60.0, dtype=F64), num_old, 0.0)
     torch.testing.assert_close(out, v, rtol=0, atol=1e-20)
-    out = ref(zeros, zeros, v, centers, torch.full((B, H, Q), -60.0, dtype=F64), num_old, 0.0)
+    out = ref(zeros, zeros, v, centres, torch.full((B, H, Q), -60.0, dtype=F64), num_old, 0.0)
     farthest = torch.tensor([3, 3, 0, 0, 0, 0, 0])    # old queries 0..3 see keys 0..3; new ones see all 7
     torch.testing.assert_close(out, v[:, :, farthest], rtol=0, atol=1e-20)
 
@@ -226,7 +226,7 @@ def test_reference_gradcheck(seed: int) -> None:
     inputs = leaves(spec.make_inputs(Case("t", {"B": 1, "H": 2, "Q": 5, "D": 3, "num_old": 3}), dtype=F64,
                                      seed=seed), F64)
     ref = ops.resolve(OP, "reference")
-    assert torch.autograd.gradcheck(lambda q, k, v, tau: ref(q, k, v, inputs["centers"], tau, 3, 0.0),
+    assert torch.autograd.gradcheck(lambda q, k, v, tau: ref(q, k, v, inputs["centres"], tau, 3, 0.0),
                                     tuple(inputs[n] for n in GRAD_ARGS))
 
 
@@ -240,9 +240,9 @@ def test_rejects_bad_input(impl: str) -> None:
         fn(q, torch.zeros(1, 2, 6, 4), q, c, tau, 0, 0.0)
     with pytest.raises(ValueError, match=r"v must have dtype in \['torch.float32'\], got torch.bfloat16"):
         fn(q, q, q.bfloat16(), c, tau, 0, 0.0)
-    with pytest.raises(ValueError, match=r"centers must be \[B, Q, 2\]; dim 2 is 3, expected 2"):
+    with pytest.raises(ValueError, match=r"centres must be \[B, Q, 2\]; dim 2 is 3, expected 2"):
         fn(q, q, q, torch.zeros(1, 5, 3), tau, 0, 0.0)
-    with pytest.raises(ValueError, match=r"centers must have dtype in .*got torch.bfloat16"):
+    with pytest.raises(ValueError, match=r"centres must have dtype in .*got torch.bfloat16"):
         fn(q, q, q, c.bfloat16(), tau, 0, 0.0)
     with pytest.raises(ValueError, match=r"tau must be \[B, H, Q\]; dim 1 \(H\) is 3 but H=2"):
         fn(q, q, q, c, torch.zeros(1, 3, 5), 0, 0.0)

@@ -41,10 +41,10 @@ class DistSelfAttention(nn.Module):
         nn.init.zeros_(self.gen_tau.weight)
         nn.init.uniform_(self.gen_tau.bias, 0.0, 2.0)
 
-    def forward(self, x: torch.Tensor, centers: torch.Tensor, num_old: int) -> torch.Tensor:
-        """x [B, Q, C], centers [B, Q, 2] BEV metres, num_old K_old → [B, Q, C] (to be added to x)."""
+    def forward(self, x: torch.Tensor, centres: torch.Tensor, num_old: int) -> torch.Tensor:
+        """x [B, Q, C], centres [B, Q, 2] BEV metres, num_old K_old → [B, Q, C] (to be added to x)."""
         B, Q, C = x.shape
         q, k, v = self.in_proj(x).view(B, Q, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
         tau = self.gen_tau(x).transpose(1, 2)                                            # [B, H, Q]
-        out = self._attention(q, k, v, centers.detach(), tau, num_old, self.dropout if self.training else 0.0)
+        out = self._attention(q, k, v, centres.detach(), tau, num_old, self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).reshape(B, Q, C))

@@ -38,14 +38,14 @@ class Sampling(nn.Module):
         nn.init.zeros_(self.sampling_offset.weight)
         nn.init.uniform_(self.sampling_offset.bias, -0.5, 0.5)
 
-    def forward(self, query: torch.Tensor, centers: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
+    def forward(self, query: torch.Tensor, centres: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
                 ego2img: torch.Tensor, pyramid: Sequence[torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
-        """query [B, Q, C]; centers/scales [B, Q, 3], quats [B, Q, 4] (float32 geometry); ego2img [B, T, N, 4, 4];
+        """query [B, Q, C]; centres/scales [B, Q, 3], quats [B, Q, 4] (float32 geometry); ego2img [B, T, N, 4, 4];
         pyramid L × [B·T·G, N, H_l, W_l, C_g] → [B, Q, G, T·P, C_g]."""
         B, Q = query.shape[:2]
-        offsets = self.sampling_offset(query).view(B, Q, self.groups, self.points, 3).to(centers.dtype)
+        offsets = self.sampling_offset(query).view(B, Q, self.groups, self.points, 3).to(centres.dtype)
         weights = self.scale_weights(query).view(B, Q, self.groups, self.points, self.levels).softmax(-1)
-        return self._sample(centers, quats, scales, offsets, ego2img, list(pyramid), weights.to(pyramid[0].dtype),
+        return self._sample(centres, quats, scales, offsets, ego2img, list(pyramid), weights.to(pyramid[0].dtype),
                             image_size, self.transposed_level_weights)
 
 
@@ -72,15 +72,15 @@ class DecoderLayer(nn.Module):
             return checkpoint(fn, *args, use_reentrant=False)
         return fn(*args)
 
-    def forward(self, query: torch.Tensor, norm_centers: torch.Tensor, centers: torch.Tensor, quats: torch.Tensor,
+    def forward(self, query: torch.Tensor, norm_centres: torch.Tensor, centres: torch.Tensor, quats: torch.Tensor,
                 scales: torch.Tensor, num_old: int, ego2img: torch.Tensor, pyramid: Sequence[torch.Tensor],
                 image_size: tuple[int, int]) -> torch.Tensor:
         """One stage's query update.
 
         Args:
             query: [B, Q, C] content (the embedding rows).
-            norm_centers: [B, Q, 3] box centres mapped to [0, 1] by pc_range (position-encoder input).
-            centers: [B, Q, 3] box centres (m).
+            norm_centres: [B, Q, 3] box centres mapped to [0, 1] by pc_range (position-encoder input).
+            centres: [B, Q, 3] box centres (m).
             quats, scales: [B, Q, 4], [B, Q, 3] rotation and extents of the sampling points (§2.3 item 2).
             num_old: queries carried over from earlier stages (asymmetric mask).
             ego2img: [B, T, N, 4, 4].
@@ -90,8 +90,8 @@ class DecoderLayer(nn.Module):
         Returns:
             [B, Q, C] updated content.
         """
-        q = query + self.pos_encoder(norm_centers)
-        q = self.norm1(q + self._run(self.self_attn, q, centers[..., :2], num_old))
-        sampled = self._run(self.sampling, q, centers, quats, scales, ego2img, pyramid, image_size)
+        q = query + self.pos_encoder(norm_centres)
+        q = self.norm1(q + self._run(self.self_attn, q, centres[..., :2], num_old))
+        sampled = self._run(self.sampling, q, centres, quats, scales, ego2img, pyramid, image_size)
         q = self.norm2(q + self._run(self.mixing, sampled, q))
         return self.norm3(self.ffn(q))

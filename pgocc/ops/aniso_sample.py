@@ -3,11 +3,11 @@
 Glossary: B batch, Q query Gaussians, G channel groups, P points per group and frame, T frames, N cameras,
 L pyramid levels, C channels per group (C_g), H_l x W_l the size of level l, H_in x W_in the network input image.
 
-    aniso_sample(centers, quats, scales, offsets, ego2img, features, level_weights, image_size,
+    aniso_sample(centres, quats, scales, offsets, ego2img, features, level_weights, image_size,
                  released_weight_order) -> sampled
 
 Args:
-    centers: [B, Q, 3] Gaussian centres in the current ego frame (metres).
+    centres: [B, Q, 3] Gaussian centres in the current ego frame (metres).
     quats: [B, Q, 4] rotations (w, x, y, z); need not be unit, R is built from q / |q|.
     scales: [B, Q, 3] extents along the local axes (metres). With quats = identity and scales = the box edge this is
         the released code's isotropic box mode (docs/model.md §2.3 item 2).
@@ -34,11 +34,11 @@ Semantics (the released MSMV kernel's conventions, docs/model.md §2.3 items 2-8
                floor(h) + {0, 1} x floor(w) + {0, 1} with corners outside the map contributing 0 (zero padding);
                otherwise the level contributes 0
     output     sum over l of level weight x bilinear value
-Gradients flow to centers, quats, scales, offsets, features and level_weights; none to ego2img or the discrete view
+Gradients flow to centres, quats, scales, offsets, features and level_weights; none to ego2img or the discrete view
 choice (z~ passes a gradient only where z' > 1e-5). At a texel line the derivative is the one of the formula with
 floor(h), i.e. the right-hand derivative.
 
-Dtypes: centers, quats, scales, offsets and ego2img share one dtype (float32 or float64); features and
+Dtypes: centres, quats, scales, offsets and ego2img share one dtype (float32 or float64); features and
 level_weights share one dtype (float32, bfloat16 or float64). Implementations accumulate in at least float32.
 """
 
@@ -93,7 +93,7 @@ _EXACT_LEVELS = ((17, 33), (9, 17), (5, 9), (3, 5))
 exact in float32."""
 
 
-def validate(centers: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, offsets: torch.Tensor,
+def validate(centres: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, offsets: torch.Tensor,
              ego2img: torch.Tensor, features: Sequence[torch.Tensor], level_weights: torch.Tensor,
              image_size: Sequence[int], released_weight_order: bool) -> None:
     """Check metadata; raises ValueError naming the argument, the expectation and the actual value."""
@@ -102,11 +102,11 @@ def validate(centers: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, o
     if not isinstance(features, (list, tuple)) or not features:
         raise ValueError(f"{OP}: features must be a non-empty list of L tensors [B*T*G, N, H_l, W_l, C], "
                          f"got {type(features).__name__}")
-    device = same_device(OP, centers=centers, quats=quats, scales=scales, offsets=offsets, ego2img=ego2img,
+    device = same_device(OP, centres=centres, quats=quats, scales=scales, offsets=offsets, ego2img=ego2img,
                          level_weights=level_weights,
                          **{f"features[{i}]": f for i, f in enumerate(features) if isinstance(f, torch.Tensor)})
     gdt = offsets.dtype
-    check_tensor(OP, "centers", centers, ("B", "Q", 3), dtypes=(gdt,), device=device, dims=dims)
+    check_tensor(OP, "centres", centres, ("B", "Q", 3), dtypes=(gdt,), device=device, dims=dims)
     check_tensor(OP, "quats", quats, ("B", "Q", 4), dtypes=(gdt,), device=device, dims=dims)
     check_tensor(OP, "scales", scales, ("B", "Q", 3), dtypes=(gdt,), device=device, dims=dims)
     check_tensor(OP, "ego2img", ego2img, ("B", "T", "N", 4, 4), dtypes=(gdt,), device=device, dims=dims)
@@ -216,32 +216,32 @@ def _exact_inputs(case: Case, g: torch.Generator) -> dict:
         [-4, -6, 3],      # camera 1
         [4, -8, 4],       # u = 1, v = 0: fallback at the last column
     ], dtype=torch.float64).reshape(1, 2, 2, 4, 3)
-    centers = torch.tensor([[[0.0, 0.0, 0.0], [2.0, -1.0, 0.5]]], dtype=torch.float64)
+    centres = torch.tensor([[[0.0, 0.0, 0.0], [2.0, -1.0, 0.5]]], dtype=torch.float64)
     scales = torch.tensor([[[1.0, 1.0, 1.0], [2.0, 4.0, 0.5]]], dtype=torch.float64)
     quats = torch.tensor([[[1.0, 0.0, 0.0, 0.0], [-2.0, 0.0, 0.0, 0.0]]], dtype=torch.float64)
-    offsets = (points - centers[:, :, None, None, :]) / scales[:, :, None, None, :]
-    return {"centers": centers, "quats": quats, "scales": scales, "offsets": offsets, "ego2img": ego2img}
+    offsets = (points - centres[:, :, None, None, :]) / scales[:, :, None, None, :]
+    return {"centres": centres, "quats": quats, "scales": scales, "offsets": offsets, "ego2img": ego2img}
 
 
 def _random_geometry(case: Case, g: torch.Generator) -> dict:
     d = case.dims
     B, Q, G, P = d["B"], d["Q"], d["G"], d["P"]
     u3 = torch.rand(B, Q, 3, generator=g, dtype=torch.float64)
-    centers = u3 * torch.tensor([80.0, 80.0, 6.4], dtype=torch.float64) - torch.tensor([40.0, 40.0, 1.0])
+    centres = u3 * torch.tensor([80.0, 80.0, 6.4], dtype=torch.float64) - torch.tensor([40.0, 40.0, 1.0])
     scales = torch.exp(math.log(0.1) + (math.log(2.0) - math.log(0.1)) * torch.rand(B, Q, 3, generator=g,
                                                                                    dtype=torch.float64))
     kind = torch.rand(B, Q, generator=g, dtype=torch.float64)
     # ~8% inside the camera ring (behind every camera), ~8% high above the cars (visible nowhere).
     inner = kind < 0.08
     high = (kind >= 0.08) & (kind < 0.16)
-    centers[inner] = torch.tensor([0.0, 0.0, 1.6], dtype=torch.float64) + 0.2 * (u3[inner] - 0.5)
+    centres[inner] = torch.tensor([0.0, 0.0, 1.6], dtype=torch.float64) + 0.2 * (u3[inner] - 0.5)
     scales[inner] = 0.05
-    centers[high, 2] = 25.0 + 20.0 * u3[high, 2]
-    centers[high, :2] *= 0.25
+    centres[high, 2] = 25.0 + 20.0 * u3[high, 2]
+    centres[high, :2] *= 0.25
     quats = torch.randn(B, Q, 4, generator=g, dtype=torch.float64)
     offsets = 3.0 * torch.rand(B, Q, G, P, 3, generator=g, dtype=torch.float64) - 1.5
     ego2img = _camera_rig(B, d["T"], d["N"], d["H_in"], d["W_in"], g)
-    return {"centers": centers, "quats": quats, "scales": scales, "offsets": offsets, "ego2img": ego2img}
+    return {"centres": centres, "quats": quats, "scales": scales, "offsets": offsets, "ego2img": ego2img}
 
 
 def make_inputs(case: Case, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,

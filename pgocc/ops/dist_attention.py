@@ -3,11 +3,11 @@
 Glossary: B batch, H heads, Q queries (keys are the same queries), D head dim, K_old = ``num_old`` queries carried
 over from earlier stages (rows and columns [0, K_old)).
 
-    dist_attention(q, k, v, centers, tau, num_old, dropout_p) -> out
+    dist_attention(q, k, v, centres, tau, num_old, dropout_p) -> out
 
 Args:
     q, k, v: [B, H, Q, D] per-head projections (any strides).
-    centers: [B, Q, 2] float32/float64 BEV box centres (x, y) in metres; no gradient flows to them (§2.2).
+    centres: [B, Q, 2] float32/float64 BEV box centres (x, y) in metres; no gradient flows to them (§2.2).
     tau: [B, H, Q] per-query, per-head distance weight τ; either sign.
     num_old: K_old in [0, Q]: query i < K_old may not attend to key j >= K_old; 0 means no mask (stage 0).
     dropout_p: dropout probability on the attention probabilities in [0, 1); 0 in evaluation.
@@ -70,16 +70,16 @@ CASES: dict[str, list[Case]] = {
 }
 
 
-def validate(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.Tensor, tau: torch.Tensor,
+def validate(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centres: torch.Tensor, tau: torch.Tensor,
              num_old: int, dropout_p: float) -> None:
     """Check metadata; raises ValueError naming the argument."""
     op = "dist_attention"
     dims: dict[str, int] = {}
     check_tensor(op, "q", q, ("B", "H", "Q", "D"), dtypes=_DTYPES, dims=dims)
-    device = same_device(op, q=q, k=k, v=v, centers=centers, tau=tau)
+    device = same_device(op, q=q, k=k, v=v, centres=centres, tau=tau)
     check_tensor(op, "k", k, ("B", "H", "Q", "D"), dtypes=(q.dtype,), device=device, dims=dims)
     check_tensor(op, "v", v, ("B", "H", "Q", "D"), dtypes=(q.dtype,), device=device, dims=dims)
-    check_tensor(op, "centers", centers, ("B", "Q", 2), dtypes=(torch.float32, torch.float64), device=device,
+    check_tensor(op, "centres", centres, ("B", "Q", 2), dtypes=(torch.float32, torch.float64), device=device,
                  dims=dims)
     check_tensor(op, "tau", tau, ("B", "H", "Q"), device=device, dims=dims)
     if dims["Q"] < 1 or dims["D"] < 1:
@@ -99,10 +99,10 @@ def make_inputs(case: Case, *, device: str | torch.device = "cpu", dtype: torch.
     B, H, Q, D = d["B"], d["H"], d["Q"], d["D"]
     q, k, v = (torch.randn(B, H, Q, D, generator=g, dtype=torch.float64) for _ in range(3))
     side = 80.0 * (Q / 6000) ** 0.5
-    centers = (torch.rand(B, Q, 2, generator=g, dtype=torch.float64) - 0.5) * side
+    centres = (torch.rand(B, Q, 2, generator=g, dtype=torch.float64) - 0.5) * side
     tau = torch.rand(B, H, Q, generator=g, dtype=torch.float64) * 1.5 - 0.5
     return {"q": q.to(device, dtype), "k": k.to(device, dtype), "v": v.to(device, dtype),
-            "centers": centers.to(device, torch.float64 if dtype == torch.float64 else torch.float32),
+            "centres": centres.to(device, torch.float64 if dtype == torch.float64 else torch.float32),
             "tau": tau.to(device, dtype), "num_old": int(d["num_old"]), "dropout_p": 0.0}
 
 
