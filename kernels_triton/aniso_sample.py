@@ -26,9 +26,10 @@ import triton.language as tl
 from torch import Tensor
 
 from kernels_triton._utils import INTERPRET, unit_quat_rotation
+from pgocc.ops.aniso_sample import DEPTH_EPS
 
 MAX_LEVELS = 4
-_EPS = tl.constexpr(1e-5)  # released projection code: depth clamp and validity threshold
+_EPS = tl.constexpr(DEPTH_EPS)
 _GEO_PARTS = 13  # per-row partial gradients: offsets (3), centres (3), extents (3), quaternion (4)
 
 # Rows per program and warps. Under the interpreter a larger block means fewer (slow) programs. GPU values: the

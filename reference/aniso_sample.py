@@ -12,10 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from pgocc.ops.aniso_sample import DEPTH_EPS
 from reference._math import quat_to_rotmat
-
-EPS = 1e-5
-"""Depth clamp and validity threshold of the released projection code."""
 
 
 def sample_points(centres: Tensor, quats: Tensor, scales: Tensor, offsets: Tensor) -> Tensor:
@@ -36,17 +34,17 @@ def project(points: Tensor, ego2img: Tensor,
     Returns:
         u, v: [B, T, N, Q, G, P] normalised image coordinates in every camera.
         depth: [B, T, N, Q, G, P] z' (before the clamp).
-        valid: [B, T, N, Q, G, P] in front (z' > EPS) and strictly inside the image.
+        valid: [B, T, N, Q, G, P] in front (z' > DEPTH_EPS) and strictly inside the image.
         view: [B, T, Q, G, P] int64, the first valid camera, 0 where none is valid.
     """
     H_in, W_in = image_size
     cam = torch.einsum("btnij,bqgpj->btnqgpi", ego2img[..., :3, :3], points) + ego2img[..., :3, 3][:, :, :, None,
                                                                                                     None, None, :]
     x, y, z = cam.unbind(-1)
-    z_clamped = torch.where(z > EPS, z, torch.full_like(z, EPS))
+    z_clamped = torch.where(z > DEPTH_EPS, z, torch.full_like(z, DEPTH_EPS))
     u = x / z_clamped / W_in
     v = y / z_clamped / H_in
-    valid = (z > EPS) & (u > 0) & (u < 1) & (v > 0) & (v < 1)
+    valid = (z > DEPTH_EPS) & (u > 0) & (u < 1) & (v > 0) & (v < 1)
     N = ego2img.shape[2]
     view = torch.zeros_like(valid[:, :, 0], dtype=torch.int64)
     for n in reversed(range(N)):  # the last assignment wins, so the lowest valid camera index is kept

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from pgocc import ops
-from reference.aniso_sample import EPS, project, sample_points
+from pgocc.ops.aniso_sample import DEPTH_EPS
+from reference.aniso_sample import project, sample_points
 from tests.conftest import case_ids, draw_inputs, parity_cases
 from tests.parity import assert_parity_scaled
 
@@ -69,8 +70,8 @@ def trusted_samples(inputs: dict) -> torch.Tensor:
     eu = MARGIN + 20 * (u32 - u).abs()
     ev = MARGIN + 20 * (v32 - v).abs()
     ez = MARGIN + 20 * (z32 - z).abs()
-    in_front = z - EPS > -ez  # behind a camera (surely) its u, v cannot make it valid
-    near = ((z - EPS).abs() < ez) | (in_front & ((u.abs() < eu) | ((u - 1).abs() < eu) | (v.abs() < ev)
+    in_front = z - DEPTH_EPS > -ez  # behind a camera (surely) its u, v cannot make it valid
+    near = ((z - DEPTH_EPS).abs() < ez) | (in_front & ((u.abs() < eu) | ((u - 1).abs() < eu) | (v.abs() < ev)
                                                 | ((v - 1).abs() < ev)))
     near = near.any(2)  # [B, T, Q, G, P]
     pick = view[:, :, None]
@@ -156,8 +157,8 @@ def test_exact_case_hits_every_edge() -> None:
     x = spec.make_inputs(case, dtype=torch.float64)
     points = sample_points(x["centres"], x["quats"], x["scales"], x["offsets"])
     u, v, z, valid, view = project(points, x["ego2img"], x["image_size"])
-    assert ((u == 0) & (z > EPS)).any() and ((u == 1) & (z > EPS)).any()
-    assert ((v == 0) & (z > EPS)).any() and ((v == 1) & (z > EPS)).any()
+    assert ((u == 0) & (z > DEPTH_EPS)).any() and ((u == 1) & (z > DEPTH_EPS)).any()
+    assert ((v == 0) & (z > DEPTH_EPS)).any() and ((v == 1) & (z > DEPTH_EPS)).any()
     assert (z == 0).all(2).any(), "a point with z' = 0 in every camera"
     assert (valid.sum(2) >= 2).any(), "a point valid in two cameras"
     assert set(view.unique().tolist()) == {0, 1, 2}

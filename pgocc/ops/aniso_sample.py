@@ -59,6 +59,10 @@ IMPLS: dict[str, Impl] = {
     "triton": Impl("kernels_triton.aniso_sample:aniso_sample", deterministic=False),
 }
 
+DEPTH_EPS = 1e-5
+"""Depth clamp and validity threshold of the projection (z~ = max(z', 1e-5), valid only where z' > 1e-5), the released
+projection code's value."""
+
 _DEFAULT = {"B": 1, "Q": 6000, "T": 8, "N": 6, "G": 4, "P": 4, "L": 4, "C": 64, "H_in": 256, "W_in": 704}
 
 CASES: dict[str, list[Case]] = {
