@@ -105,3 +105,13 @@ def test_reference_never_imports_kernels() -> None:
         text = path.read_text()
         assert "import kernels_triton" not in text and "from kernels_triton" not in text, (
             f"reference/{path.name} imports kernels_triton")
+
+
+def test_kernels_never_import_the_references() -> None:
+    """The references (``reference/_math.py`` included) are the independent definition the kernels are tested
+    against, so no implementation package shares their code."""
+    for package in ("kernels_triton", "kernels_gsplat"):
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text()
+            assert "import reference" not in text and "from reference" not in text, (
+                f"{path.relative_to(ROOT)} imports reference")
