@@ -135,11 +135,57 @@ def test_matches_a_brute_force_definition_on_random_labels(seed: int) -> None:
     assert s.geometric_iou == pytest.approx(np.sum(occ_g & occ_p) / np.sum(occ_g | occ_p))
 
 
-def test_bad_inputs_raise() -> None:
-    with pytest.raises(ValueError, match="one shape"):
-        confusion_matrix(np.zeros(3, np.uint8), np.zeros(4, np.uint8))
-    with pytest.raises(ValueError, match="pred labels must be in 0..17"):
-        confusion_matrix(np.full(3, 18), np.zeros(3, np.uint8))
+def test_bad_inputs_raise_one_line_naming_the_argument() -> None:
+    def message(*args: object) -> str:
+        with pytest.raises(ValueError) as info:
+            confusion_matrix(*args)
+        return str(info.value)
+
+    z3 = np.zeros(3, np.uint8)
+    assert message(z3, np.zeros(4, np.uint8)) == \
+        "confusion_matrix: pred (3,), gt (4,) and mask None must have one shape"
+    assert message(z3, z3, np.ones(4, bool)) == "confusion_matrix: pred (3,), gt (3,) and mask (4,) must have one shape"
+    assert message(np.full(3, 18), z3) == "confusion_matrix: pred labels must be in 0..17, got 18..18"
+    # below the range only (the low end is checked on its own, not only together with the high end)
+    assert message(np.array([-1, 0, 5]), z3) == "confusion_matrix: pred labels must be in 0..17, got -1..5"
+    assert message(z3, np.array([0, 19, 2])) == "confusion_matrix: gt labels must be in 0..17, got 0..19"
+    with pytest.raises(ValueError) as info:
+        OccupancyMIoU().update(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8), None)
+    assert str(info.value) == "OccupancyMIoU.update: expected [X, Y, Z] labels, got shape (2, 2)"
+
+
+def test_as_dict_names_every_score() -> None:
+    # Layers 0..3: car (right), car (predicted road), road (right), free (right); 4 voxels, 1 sample.
+    gt = np.array([CAR, CAR, ROAD, FREE], np.uint8).reshape(1, 1, 4)
+    pred = np.array([CAR, ROAD, ROAD, FREE], np.uint8).reshape(1, 1, 4)
+    d = _scores(pred, gt).as_dict()
+    assert set(d) == {"miou", "miou_17", "geometric_iou", "geometric_iou_above_ground", "per_class_iou",
+                      "eval_classes", "voxels", "samples"}
+    assert d["per_class_iou"]["car"] == pytest.approx(1 / 2) and d["per_class_iou"]["driveable_surface"] == 0.5
+    assert d["miou"] == pytest.approx(0.5) and d["miou_17"] == pytest.approx(0.5)
+    assert d["geometric_iou"] == pytest.approx(1.0)
+    assert d["geometric_iou_above_ground"] is None   # layer 3 (above the ground layer 2) is free: NaN -> None
+    assert d["voxels"] == 4 and d["samples"] == 1
+    assert d["eval_classes"] == ["barrier", "bicycle", "bus", "car", "construction_vehicle", "motorcycle",
+                                 "pedestrian", "traffic_cone", "trailer", "truck", "driveable_surface", "sidewalk",
+                                 "terrain", "manmade", "vegetation"]
+
+
+def _scores(pred: np.ndarray, gt: np.ndarray):  # noqa: ANN202
+    m = OccupancyMIoU()
+    m.update(pred, gt, np.ones_like(gt, bool))
+    return m.compute()
+
+
+def test_geometric_iou_above_ground_accumulates_over_samples() -> None:
+    # Sample 1: a car right above the ground (layer 3). Sample 2: a car missed there. Pooled above ground: 1 / 2.
+    gt = np.array([FREE, FREE, ROAD, CAR], np.uint8).reshape(1, 1, 4)
+    m = OccupancyMIoU()
+    m.update(gt.copy(), gt, np.ones_like(gt, bool))
+    missed = gt.copy()
+    missed[0, 0, 3] = FREE
+    m.update(missed, gt, np.ones_like(gt, bool))
+    assert m.compute().geometric_iou_above_ground == pytest.approx(1 / 2)
 
 
 def test_geometric_iou_above_ground_counts_only_the_layers_above_the_ground_layer() -> None:
