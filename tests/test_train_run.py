@@ -198,3 +198,36 @@ def test_two_process_fsdp_resume_is_bit_identical(tiny_world, tmp_path) -> None:
     ckpt = full / "checkpoints" / "step-0000004"
     assert {p.name for p in ckpt.iterdir()} >= {"__0_0.distcp", "__1_0.distcp", "rank-0.pt", "rank-1.pt"}
     assert (full / "model.safetensors").is_file()
+
+
+def test_a_non_finite_term_stops_the_run_naming_it_with_the_last_checkpoint_intact(
+        tiny_world, tmp_path, monkeypatch) -> None:  # noqa: F811
+    """SILog of stage 1 turns NaN at step 3 (of 4; checkpoint every 2): the run stops with one line naming the step,
+    the term and stage and the step-2 checkpoint, writes no export, and that checkpoint still resumes."""
+    import pgocc.model.criterion as criterion_module
+
+    real = criterion_module.depth_losses
+    calls = {"n": 0}
+    stages = len(_cfg().model.num_queries)
+
+    def poisoned(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls["n"] += 1
+        silog, l1 = real(pred, target)
+        if calls["n"] == 2 * stages + 2:          # step 3, stage 1 (one call per stage per step)
+            silog = silog * float("nan")
+        return silog, l1
+
+    monkeypatch.setattr(criterion_module, "depth_losses", poisoned)
+    out = tmp_path / "run"
+    code, err = _train("--dataroot", str(tiny_world), "--out", str(out))
+    assert code == 2
+    line = _error_line(err)
+    assert "step 3: non-finite values in loss term depth_silog_1" in line
+    assert str(out / "checkpoints" / "step-0000002") in line
+    assert not (out / "model.safetensors").exists()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000002"]
+    assert sorted(_losses(out)) == [1, 2]     # the failed step is not logged as a good one
+    monkeypatch.setattr(criterion_module, "depth_losses", real)
+    code, err = _train("--dataroot", str(tiny_world), "--out", str(out), "--resume", "auto")
+    assert code == 0, err
+    assert sorted(_losses(out)) == [1, 2, 3, 4]
