@@ -23,6 +23,7 @@ from reference._math import quat_to_rotmat
 from reference.gs2vox import mahalanobis_sq, voxel_centres
 from tests.conftest import case_ids, draw_inputs, parity_cases
 from tests.parity import assert_parity, assert_parity_scaled
+from tests.tolerances import tolerance
 
 OP = "gs2vox"
 spec = ops.contract(OP)
@@ -155,10 +156,13 @@ def test_compiles_fullgraph(impl: str, device: torch.device, seed: int) -> None:
         inputs[n].grad = None
     ref_density, ref_field = fn(**inputs)
     (ref_density.square().sum() + ref_field.sum()).backward()
-    torch.testing.assert_close(density, ref_density)
-    torch.testing.assert_close(field, ref_field)
+    # The float32 parity tolerances: a compiled PyTorch implementation ('boxed') sums in inductor's order, not
+    # eager's (measured: 9e-6 relative on one gradient element); a wrong graph differs by far more.
+    out, grad = tolerance(OP, "out", torch.float32), tolerance(OP, "grad", torch.float32)
+    torch.testing.assert_close(density, ref_density, rtol=out.rtol, atol=out.atol)
+    torch.testing.assert_close(field, ref_field, rtol=out.rtol, atol=out.atol)
     for n in GRAD_ARGS:
-        torch.testing.assert_close(got[n], inputs[n].grad)
+        torch.testing.assert_close(got[n], inputs[n].grad, rtol=grad.rtol, atol=grad.atol)
 
 
 def test_triton_rejects_float64() -> None:
