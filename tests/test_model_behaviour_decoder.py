@@ -19,7 +19,7 @@ from pgocc import ops
 from pgocc.model.attention import DistSelfAttention
 from pgocc.model.decoder import Sampling
 from pgocc.model.geometry import normalize_coords
-from pgocc.model.heads import PositionEncoder, decode_gaussians
+from pgocc.model.heads import FFN, GaussianHead, PositionEncoder, decode_gaussians
 from pgocc.model.mixing import AdaptiveMixing
 from pgocc.model.pgocc import PGOcc
 
@@ -155,6 +155,40 @@ def test_decode_gaussians_by_hand() -> None:
     assert quats[0].tolist() == pytest.approx([v / norm for v in raw[3:7]], abs=1e-14)
     assert scales[0].tolist() == pytest.approx([5.0 * sig(v) for v in raw[7:10]], abs=1e-14)
     assert float(opacity[0]) == pytest.approx(sig(-2.0), abs=1e-14)
+
+
+def test_decode_gaussians_normalises_each_quaternion_over_its_own_four_values() -> None:
+    # [2, 3, 11] raw outputs: each query's quaternion is its own 4 values over their norm, whatever the leading dims.
+    raw = torch.randn(2, 3, 11, dtype=F64) * 2
+    _, quats, _, _ = decode_gaussians(raw, max_delta=0.3, max_scale=5.0)
+    for b in range(2):
+        for q in range(3):
+            v = raw[b, q, 3:7].tolist()
+            norm = math.sqrt(sum(x * x for x in v))
+            assert quats[b, q].tolist() == pytest.approx([x / norm for x in v], abs=1e-14)
+
+
+def test_gaussian_head_initial_scale_and_opacity() -> None:
+    # With the last layer's weights zeroed the raw output is its bias: decoding it must give exactly the configured
+    # initial scale (of the decoder's max_scale) and opacity; the other outputs keep PyTorch's default bias.
+    max_scale = 6.4
+    head = GaussianHead(8, 16, init_scale=0.5, init_opacity=0.8, max_scale=max_scale).double()
+    default = GaussianHead(8, 16, max_scale=max_scale).double()
+    assert head[2].out_features == 11                     # Δxyz 3, quaternion 4, scales 3, opacity 1
+    with torch.no_grad():
+        head[2].weight.zero_()
+    _, _, scales, opacity = decode_gaussians(head(torch.randn(4, 8, dtype=F64)), max_delta=0.3, max_scale=max_scale)
+    torch.testing.assert_close(scales, torch.full((4, 3), 0.5, dtype=F64), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(opacity, torch.full((4,), 0.8, dtype=F64), rtol=1e-6, atol=1e-6)
+    bound = 1 / math.sqrt(16)                             # nn.Linear's default bias range: ±1/sqrt(fan_in)
+    assert default[2].bias.abs().max() <= bound and head[2].bias[:7].abs().max() <= bound
+
+
+def test_ffn_is_a_residual_relu_mlp() -> None:
+    ffn = FFN(5, 7, dropout=0.0).double()
+    x = torch.randn(3, 5, dtype=F64)
+    want = x + (x @ ffn.fc1.weight.T + ffn.fc1.bias).relu() @ ffn.fc2.weight.T + ffn.fc2.bias
+    torch.testing.assert_close(ffn(x), want, rtol=1e-12, atol=1e-12)
 
 
 def test_normalize_coords_by_hand() -> None:

@@ -23,11 +23,11 @@ class GaussianHead(nn.Sequential):
             ``logit(init_scale / max_scale)`` so that :func:`decode_gaussians` gives it at zero input; None keeps
             PyTorch's default bias.
         init_opacity: likewise for the opacity output, ``logit(init_opacity)``.
-        max_scale: the decoder's largest scale (m).
+        max_scale: the decoder's largest scale (m), ``model.max_scale``.
     """
 
-    def __init__(self, embed_dims: int, hidden: int, *, init_scale: float | None = None,
-                 init_opacity: float | None = None, max_scale: float = 6.4) -> None:
+    def __init__(self, embed_dims: int, hidden: int, *, max_scale: float, init_scale: float | None = None,
+                 init_opacity: float | None = None) -> None:
         super().__init__(nn.Linear(embed_dims, hidden), nn.ReLU(), nn.Linear(hidden, GAUSSIAN_OUTPUTS))
         out: nn.Linear = self[2]
         with torch.no_grad():
