@@ -20,6 +20,7 @@ from PIL import Image
 from pgocc import ops
 from pgocc.cli import main
 from pgocc.config import apply_overrides, load_experiment
+from pgocc.data import dataset as dataset_module
 from pgocc.data.occ3d import load_labels
 from pgocc.eval.metrics import OccupancyMIoU
 from pgocc.model import PGOcc
@@ -215,8 +216,36 @@ def test_unreadable_or_missing_checkpoint(tiny_world: Path, tmp_path: Path, cont
     assert ("cannot read the checkpoint" if content else "checkpoint file not found") in err
 
 
+def test_online_decodes_the_current_images_only_and_gives_the_same_labels(
+        run: tuple[Path, str, str], tiny_world: Path, checkpoint: Path, tmp_path: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--online`` reads the 6 current JPEGs of each sample (configs.tiny has 2 frames: the test-mode loader decodes
+    12 per sample) and gives the labels of the test-mode run, up to float32 rounding of batched convolutions."""
+    decoded: list[Path] = []
+    decode = dataset_module.decode_scaled
+
+    def counting(path: Path, need: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+        decoded.append(Path(path))
+        return decode(path, need)
+
+    monkeypatch.setattr(dataset_module, "decode_scaled", counting)
+    out = tmp_path / "online"
+    assert main(_args("--dataroot", str(tiny_world), "--checkpoint", str(checkpoint), "--num-samples", "2",
+                      "--out", str(out), "--pictures", "0", "--no-eval", "--online")) == 0
+    assert len(decoded) == 2 * 6 and len(set(decoded)) == 12
+    tokens = sorted(p.stem for p in (run[0] / "predictions").glob("*.npz"))
+    assert sorted(p.stem for p in (out / "predictions").glob("*.npz")) == tokens
+    for token in tokens:
+        offline, online = _pred(run[0], token), _pred(out, token)
+        assert (offline != 17).sum() > 100
+        assert (offline == online).mean() > 0.9999
+
+
 def test_bad_arguments(tiny_world: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     assert main(_args("--dataroot", str(tiny_world), "--num-samples", "0")) == 2
     assert "--num-samples: must be >= 1" in capsys.readouterr().err
     assert main(_args("--dataroot", str(tiny_world), "--query", "x", "--text-encoder", "bogus")) == 2
     assert "--text-encoder: text encoder: expected 'minilm', 'hash', 'clip" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(_args("--dataroot", str(tiny_world), "--autocast", "bf16")) == 2
+        assert "--autocast: 'bf16' needs a CUDA device; this run is on cpu" in capsys.readouterr().err

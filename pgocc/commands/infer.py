@@ -66,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not score the predictions against the dataset's Occ3D labels at the end")
     parser.add_argument("--no-rayiou", action="store_true",
                         help="score without RayIoU (it casts 14,040 rays from up to 8 origins per sample)")
+    parser.add_argument("--online", action="store_true",
+                        help="read only the current frame's 6 images per sample and take the past frames' features "
+                             "from the cache, as a car would (the samples run in order from their scene's first "
+                             "keyframe)")
+    parser.add_argument("--autocast", choices=("none", "bf16"), default="none",
+                        help="run the network under bf16 autocast (CUDA only; the readout stays float32)")
 
 
 def device_for_inference() -> torch.device:
@@ -97,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
               "occupancy, similarities and metrics mean nothing !!!\n", file=sys.stderr)
     options = InferOptions(out=args.out, num_samples=args.num_samples, queries=args.queries,
                            prototypes=args.prototypes, text_encoder=args.text_encoder, pictures=args.pictures,
-                           evaluate=not args.no_eval, rayiou=not args.no_rayiou)
+                           evaluate=not args.no_eval, rayiou=not args.no_rayiou, online=args.online,
+                           autocast=args.autocast)
     result = run_inference(cfg, model, readout, weights, options, device)
     print_result(result, weights, device)
     return 0

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -71,6 +71,12 @@ class InferOptions:
     """Score the predictions at the end (when the dataset has labels)."""
     rayiou: bool = True
     """Include RayIoU in that score (about 5–20 s per sample on a CPU)."""
+    online: bool = False
+    """Decode only the current frame's images of each sample and take the past frames' features from the cache, as a
+    car would (docs/performance.md §1); needs the samples in order from their scene's first keyframe, so not with
+    ``tokens``. Off: every frame's images are decoded (past frames the cache already holds are not recomputed)."""
+    autocast: Literal["none", "bf16"] = "none"
+    """The network's forward under bf16 autocast (CUDA only); the readout stays float32."""
 
 
 @dataclass
@@ -263,6 +269,11 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
     from pgocc.text import OCC3D_GROUP_LABELS, OCC3D_PROMPT_GROUP, OCC3D_PROMPTS
     from pgocc.vis import bev_picture, camera_picture, query_picture, voxel_picture
 
+    if options.online and options.tokens is not None:
+        raise ConfigError("--online: runs the samples in order from their scene's first keyframe (the past frames "
+                          "come from the feature cache); it cannot run chosen samples (--sample), use --num-samples")
+    if options.autocast == "bf16" and device.type != "cuda":
+        raise ConfigError(f"--autocast: 'bf16' needs a CUDA device; this run is on {device.type}")
     dataroot = Path(cfg.data.dataroot)
     if not dataroot.is_dir():
         raise DataError(f"{dataroot}: dataset root not found (--dataroot); write the synthetic one with "
@@ -291,7 +302,7 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
         raise ConfigError(f"model.pc_range: the readout grid {mcfg.grid_dims} (pc_range / voxel_size) differs from "
                           f"the Occ3D labels' {GRID_SHAPE}; set data.with_labels=false to run without metrics")
     dataset = build_dataset(cfg.data, cfg.data.val_split, num_frames=mcfg.num_frames, feature_dim=mcfg.ov_dims,
-                            mode="test")
+                            mode="online" if options.online else "test")
     if len(dataset) == 0:
         raise DataError(f"{dataroot}: split {cfg.data.val_split!r} has no samples")
     if options.tokens is not None:
@@ -334,7 +345,8 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
         for batch in loader:
             batch = batch.to(device)
             t0 = time.perf_counter()
-            out = predict_labels(model, readout, batch, text, column_labels, cache=cache)
+            out = predict_labels(model, readout, batch, text, column_labels, cache=cache,
+                                 autocast=torch.bfloat16 if options.autocast == "bf16" else None)
             prediction, labels, similarity_field = out.prediction, out.labels, out.field
             draw = done < options.pictures
             rendered_depth = rendered_features = None

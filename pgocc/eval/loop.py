@@ -9,6 +9,7 @@ training validation both use it).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,15 +44,20 @@ class LabelledBatch:
 
 @torch.no_grad()
 def predict_labels(model: nn.Module, readout: Readout, batch: Batch, text: torch.Tensor,
-                   column_labels: Sequence[int], *, cache: FeatureCache | None = None) -> LabelledBatch:
+                   column_labels: Sequence[int], *, cache: FeatureCache | None = None,
+                   autocast: torch.dtype | None = None) -> LabelledBatch:
     """Run ``model`` (already in eval mode) on ``batch`` and read its final Gaussians out as Occ3D labels.
 
     Args:
         text: [K, D] embeddings: the len(column_labels) Occ3D prompt prototypes first, then any text queries.
         column_labels: the Occ3D label of each prompt column.
         cache: optional per-frame feature cache (sequential inference).
+        autocast: run the network (not the readout) under ``torch.autocast`` in this dtype; None: as it is.
     """
-    prediction = model(batch, cache=cache) if cache is not None else model(batch)
+    context = (torch.autocast(batch.images.device.type, dtype=autocast) if autocast is not None
+               else contextlib.nullcontext())
+    with context:
+        prediction = model(batch, cache=cache) if cache is not None else model(batch)
     density, field = readout.similarity(prediction.final, text)
     labels = occupancy_labels(density, field[..., :len(column_labels)], column_labels, readout.cfg.density_threshold)
     return LabelledBatch(prediction, labels, field)
