@@ -3,15 +3,20 @@
 # (other seed), train configs.small:small in paper and released fidelity side by side with validation on the
 # held-out world, then score on both worlds the untrained model, the label-only baselines and both trained models
 # (THRESHOLDS: the readout opacity thresholds scored; VAL_THRESHOLD: the one of the validation during training).
-# Writes to $OUT: device.txt, log.txt, <fidelity>.metrics.jsonl, paper.safetensors and released.safetensors (the
-# exported fp16 models, config embedded), baselines.json, heldout.json.
+# Writes to $OUT: device.txt, log.txt, <fidelity>.metrics.jsonl, <fidelity>.safetensors (the exported fp16 models,
+# config embedded), baselines.json, heldout.json.
 #
 #   TEXT_TABLE=FILE STEPS=2000 TRAIN_SCENES=16 HELDOUT_SCENES=4 KEYFRAMES=8 bash bench/learn_gpu.sh
+#
+# FIDELITIES (default "paper released") are trained side by side; SET holds further space-separated overrides of
+# CONFIG applied to every run, trained or untrained (e.g. SET="model.num_queries=4000,1000,1000").
 #
 # STEPS=auto fits the run into TRAIN_BUDGET seconds (default 330): a PROBE_STEPS-step (default 60) probe of both
 # fidelities side by side measures the step time first, so one device call (10 minutes at most) holds worlds,
 # training and scoring; MIN_STEPS (default 100) is the least it trains.
 # TRAIN_TIMEOUT (s) stops a training run that would not finish inside the device call; its curves still come back.
+# THRESHOLDS and SCORE_WORLDS (default "train heldout") choose the final scoring runs; each trained model is also
+# scored on the held-out world at VAL_THRESHOLD under bf16 autocast (pgocc infer --autocast bf16).
 # KEEP_WORLDS=1 reuses the worlds of an earlier call on the same machine (/tmp/worlds).
 #
 # TEXT_TABLE: the text_prototypes.npz of a world written where MiniLM is installed (the GPU image has no MiniLM;
@@ -25,6 +30,9 @@ TEXT_TABLE=${TEXT_TABLE:?set TEXT_TABLE to a world\'s text_prototypes.npz}
 STEPS=${STEPS:-2000}
 KEYFRAMES=${KEYFRAMES:-8}
 CONFIG=${CONFIG:-configs.small:small}
+read -r -a FIDELITIES <<< "${FIDELITIES:-paper released}"
+OVERRIDES=()
+for kv in ${SET:-}; do OVERRIDES+=(--set "$kv"); done
 W=/tmp/worlds
 R=/tmp/runs
 rm -rf "$R"; mkdir -p "$R"
@@ -44,24 +52,24 @@ train() {
   local fidelity=$1 dir=$2; shift 2
   timeout "${TRAIN_TIMEOUT:-1200}" python3 -m pgocc train --config "$CONFIG" --dataroot $W/train \
     --set data.val_dataroot=$W/heldout --set model.fidelity="$fidelity" --set data.num_workers=6 \
-    --set model.opacity_threshold="${VAL_THRESHOLD:-0.3}" --out "$dir" "$@" > "$dir.log" 2>&1
+    --set model.opacity_threshold="${VAL_THRESHOLD:-0.3}" "${OVERRIDES[@]}" --out "$dir" "$@" > "$dir.log" 2>&1
 }
 
 if [[ $STEPS == auto ]]; then
-  # Both fidelities side by side, as the real run; the step time of the last window (Triton compiled, workers warm).
+  # The fidelities side by side, as the real run; the step time of the last window (Triton compiled, workers warm).
   pids=()
-  for fidelity in paper released; do
+  for fidelity in "${FIDELITIES[@]}"; do
     train $fidelity $R/probe-$fidelity --set train.num_steps="${PROBE_STEPS:-60}" \
       --set train.log_every=$(( (${PROBE_STEPS:-60} + 2) / 3 )) \
       --set train.val_samples=0 --set train.checkpoint_every=0 & pids+=($!)
   done
   wait "${pids[@]}"
   probe_end=$(date +%s)
-  STEPS=$(python3 - "$R" "${TRAIN_BUDGET:-330}" "${MIN_STEPS:-100}" <<'PY'
+  STEPS=$(python3 - "$R" "${TRAIN_BUDGET:-330}" "${MIN_STEPS:-100}" "${#FIDELITIES[@]}" <<'PY'
 import json, pathlib, sys
 root, budget, least = pathlib.Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 times = [json.loads(p.read_text().splitlines()[-1])["step_time"] for p in root.glob("probe-*/metrics.jsonl")]
-if len(times) != 2:
+if len(times) != int(sys.argv[4]):
     sys.exit("learn_gpu: the step-time probe failed (see the probe logs)")
 # 45 s for start-up and the validations; 10 % headroom on the step time.
 print(max(least, int((budget - 45) / (1.1 * max(times))) // 50 * 50))
@@ -71,14 +79,14 @@ PY
 fi
 
 pids=()
-for fidelity in paper released; do
+for fidelity in "${FIDELITIES[@]}"; do
   train $fidelity $R/$fidelity --set train.num_steps="$STEPS" --set train.val_every=$(( (STEPS + 3) / 4 )) \
     --set train.checkpoint_every=0 --export-fp16 & pids+=($!)
 done
 python3 bench/learning_baselines.py --train-world $W/train --heldout-world $W/heldout \
   --num-samples "${SCORE_SAMPLES:-32}" > "$OUT/baselines.json" &
 wait "${pids[@]}"
-for fidelity in paper released; do
+for fidelity in "${FIDELITIES[@]}"; do
   tail -n 4 $R/$fidelity.log
   cp $R/$fidelity/metrics.jsonl "$OUT/$fidelity.metrics.jsonl"
   cp $R/$fidelity/model.safetensors "$OUT/$fidelity.safetensors" || echo "learn_gpu: $fidelity did not finish"
@@ -89,15 +97,19 @@ echo "learn_gpu: trained in $(( $(date +%s) - start )) s"
 # trained model is scored on both at every threshold of THRESHOLDS. The runs share the GPU, all at once.
 # RayIoU is left out: it runs on the CPU after inference, and many processes at once made it the slowest part.
 INFER=(--set data.val_split=all --pictures 0 --num-samples "${SCORE_SAMPLES:-32}" --set data.num_workers=2 --no-rayiou)
-python3 -m pgocc infer --config "$CONFIG" --dataroot $W/heldout "${INFER[@]}" --out $R/untrained > $R/untrained.log 2>&1 &
-for fidelity in paper released; do
+python3 -m pgocc infer --config "$CONFIG" "${OVERRIDES[@]}" --dataroot $W/heldout "${INFER[@]}" --out $R/untrained > $R/untrained.log 2>&1 &
+for fidelity in "${FIDELITIES[@]}"; do
   [[ -f $R/$fidelity/model.safetensors ]] || continue
   for t in ${THRESHOLDS:-0.6 0.3 0.15}; do
-    for world in train heldout; do
+    for world in ${SCORE_WORLDS:-train heldout}; do
       python3 -m pgocc infer --checkpoint $R/$fidelity/model.safetensors --dataroot $W/$world "${INFER[@]}" \
         --set model.opacity_threshold="$t" --out "$R/$world-$fidelity-$t" > "$R/$world-$fidelity-$t.log" 2>&1 &
     done
   done
+  # The same model under bf16 autocast (issue 18: bf16 against fp32 on a trained model's held-out metrics).
+  python3 -m pgocc infer --checkpoint $R/$fidelity/model.safetensors --dataroot $W/heldout "${INFER[@]}" \
+    --set model.opacity_threshold="${VAL_THRESHOLD:-0.3}" --autocast bf16 \
+    --out "$R/heldout-$fidelity-${VAL_THRESHOLD:-0.3}-bf16" > "$R/heldout-$fidelity-bf16.log" 2>&1 &
 done
 wait
 python3 - "$R" > "$OUT/heldout.json" <<'PY'

@@ -5,8 +5,9 @@
 #   bash bench/run_gpu.sh [pytest -k expression for the benchmarks]
 #
 # Environment: PARITY_TESTS (test files to run natively), PARITY_TIMEOUT / BENCH_TIMEOUT / BREAKDOWN_TIMEOUT /
-# ABLATION_TIMEOUT (seconds), PGOCC_BENCH_ROUNDS (timed rounds per benchmark), SKIP_PARITY=1 / SKIP_BENCH=1 /
-# SKIP_BREAKDOWN=1 / SKIP_ABLATION=1 to split the work over calls where one call is limited.
+# ABLATION_TIMEOUT (seconds), PGOCC_BENCH_ROUNDS (timed rounds per benchmark), ABLATION_VARIANTS (bench/ablation.py's
+# --variants, in the order run), SKIP_PARITY=1 / SKIP_BENCH=1 / SKIP_BREAKDOWN=1 / SKIP_ABLATION=1 to split the work
+# over calls where one call is limited.
 # Duration of a default run on an H100 (the last two are estimates, not yet run): parity ≈ 6 min (gsplat's build
 # included), benchmarks ≈ 8 min (capped by BENCH_TIMEOUT), breakdown ≈ 3 min (bench/breakdown.py; the 12-keyframe
 # 1600×900 world of its end-to-end figure takes ≈ 20 s to generate), ablation ≈ 5 min (bench/ablation.py; the
@@ -59,7 +60,9 @@ fi
 ablation_rc=0
 if [[ "${SKIP_ABLATION:-0}" != 1 ]]; then
   echo "== kernel ablation (issue 18)"
-  timeout ${ABLATION_TIMEOUT:-420} python3 bench/ablation.py --out "$OUT" 2>&1 | tail -30
+  # ABLATION_VARIANTS orders the rows (each is written as it ends, so a call cut short keeps the first ones).
+  timeout ${ABLATION_TIMEOUT:-420} python3 bench/ablation.py --out "$OUT" ${ABLATION_VARIANTS:+--variants "$ABLATION_VARIANTS"} \
+    2>&1 | tail -30
   ablation_rc=${PIPESTATUS[0]}
 fi
 echo "run_gpu: parity rc=$parity_rc bench rc=$bench_rc breakdown rc=$breakdown_rc ablation rc=$ablation_rc"
