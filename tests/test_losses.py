@@ -209,3 +209,132 @@ def test_warping_loss_leaves_out_a_missing_source(per_source: bool) -> None:
     # no source at all: nothing to compare, the term is 0
     none = warping_loss(**kw, per_source=per_source, source_valid=torch.zeros(1, 2, dtype=torch.bool))
     assert float(none) == 0.0
+
+
+def _constant_warping_batch(cur: int, prev: int, nxt: int, H: int = 5, W: int = 6) -> dict:
+    """One camera whose three images are each a single uint8 grey level. Warping a constant image gives the same
+    constant whatever the depth and motion, so each source's warped error equals its identity error (a tie)."""
+    images = torch.tensor([cur, prev, nxt], dtype=torch.uint8).view(1, 3, 1, 1, 1).expand(1, 3, H, W, 3)
+    K = torch.tensor([[4.0, 0, (W - 1) / 2], [0, 4.0, (H - 1) / 2], [0, 0, 1]], dtype=torch.float64)
+    T = torch.eye(4, dtype=torch.float64)
+    T[0, 3] = 0.3
+    return {"depth": torch.full((1, 1, H, W), 2.0, dtype=torch.float64), "images": images.contiguous(),
+            "intrinsics": K.view(1, 1, 3, 3), "cur_to_src": T.expand(1, 2, 4, 4).contiguous()}
+
+
+def _constant_photometric_error(a: float, b: float) -> float:
+    """Closed form for two constant images: zero variances, SSIM = (2ab + C1) / (a² + b² + C1)."""
+    return 0.85 * (a - b) ** 2 / (2 * (a * a + b * b + 0.01**2)) + 0.15 * abs(a - b)
+
+
+@pytest.mark.parametrize("per_source", [True, False])
+def test_identity_noise_breaks_exact_ties_with_std_1e_minus_5(per_source: bool) -> None:
+    """On an exact tie the identity error + N(0, 1e-5²) noise wins where the noise is negative: each pixel gets
+    e + 1e-5 · min(0, z) (per source) or e + 1e-5 · min(0, z_prev, z_next) (joint). The draws are redone here: one
+    ``randn`` of the [B·N, H, W] error per source, previous first."""
+    e = _constant_photometric_error(51 / 255, 204 / 255)
+    rng = torch.get_rng_state()
+    loss = float(warping_loss(**_constant_warping_batch(51, 204, 204), per_source=per_source))
+    torch.set_rng_state(rng)
+    z_prev, z_next = torch.randn(1, 5, 6, dtype=torch.float64), torch.randn(1, 5, 6, dtype=torch.float64)
+    zero = torch.zeros_like(z_prev)
+    if per_source:
+        expected = e + 1e-5 * float((torch.minimum(zero, z_prev) + torch.minimum(zero, z_next)).mean() / 2)
+    else:
+        expected = e + 1e-5 * float(torch.minimum(zero, torch.minimum(z_prev, z_next)).mean())
+    assert float(torch.minimum(zero, z_prev).sum()) < 0                     # some noise is negative: a visible term
+    assert loss == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("per_source", [True, False])
+def test_warping_loss_leaves_out_a_missing_next_source(per_source: bool) -> None:
+    """A scene's last keyframe: only the previous sweep exists (the next is a duplicate of the current image). The
+    loss is the previous source's closed-form constant-image error, not 0 and not halved."""
+    kw = _constant_warping_batch(51, 204, 51)
+    e = _constant_photometric_error(51 / 255, 204 / 255)
+    loss = float(warping_loss(**kw, per_source=per_source, source_valid=torch.tensor([[True, False]])))
+    assert loss == pytest.approx(e, abs=5 * IDENTITY_NOISE)
+    assert e > 0.2
+
+
+def _rotated_camera_batch() -> tuple[dict, torch.Tensor]:
+    """B = 2 samples × N = 2 cameras, each camera with its own texture and focal length. Cameras (0, 0) and (1, 1)
+    see sources that did not move (identity, source = target); cameras (0, 1) and (1, 0) see sources rotated by 180°
+    about the optical axis: with the principal point at the image centre, pixel (u, v) maps to (W−1−u, H−1−v)
+    exactly, so the source is the target flipped on both axes and the true warp reproduces the target."""
+    B, N, H, W = 2, 2, 6, 8
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    flip = torch.diag(torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=torch.float64))
+    images = torch.zeros(B, 3 * N, H, W, 3, dtype=torch.uint8)
+    cur_to_src = torch.zeros(B, 2 * N, 4, 4, dtype=torch.float64)
+    intrinsics = torch.zeros(B, N, 3, 3, dtype=torch.float64)
+    for b in range(B):
+        for n in range(N):
+            c = 2 * b + n
+            tex = torch.stack([0.5 + 0.4 * torch.sin((0.9 + 0.2 * c) * u + 0.4 * v + c),
+                               0.5 + 0.4 * torch.cos(0.7 * u - (0.5 + 0.1 * c) * v),
+                               0.5 + 0.3 * torch.sin(0.3 * u * v / 4 + c)], -1)             # [H, W, 3]
+            tgt = (tex * 255).round().to(torch.uint8)
+            rotated = b != n
+            src = tgt.flip(0, 1) if rotated else tgt
+            images[b, n], images[b, N + n], images[b, 2 * N + n] = tgt, src, src
+            cur_to_src[b, n] = cur_to_src[b, N + n] = flip if rotated else torch.eye(4, dtype=torch.float64)
+            intrinsics[b, n] = torch.tensor([[3.0 + c, 0, (W - 1) / 2], [0, 3.0 + c, (H - 1) / 2], [0, 0, 1]])
+    depth = torch.full((B, N, H, W), 5.0, dtype=torch.float64)
+    return {"depth": depth, "images": images, "intrinsics": intrinsics, "cur_to_src": cur_to_src}, images
+
+
+@pytest.mark.parametrize("per_source", [True, False])
+def test_warping_loss_warps_every_sample_and_camera_with_its_own_motion(per_source: bool) -> None:
+    """Several samples × several cameras: each (sample, camera) pair is warped with its own transform and K, so
+    the true motions give a loss of ~0 (a few 1e-8 from PROJ_EPS, plus the identity noise where source = target);
+    the rotated cameras warped with the identity instead would be off by their flipped images' error."""
+    kw, images = _rotated_camera_batch()
+    for source_valid in (None, torch.ones(2, 4, dtype=torch.bool)):
+        loss = float(warping_loss(**kw, per_source=per_source, source_valid=source_valid))
+        assert abs(loss) < 5 * IDENTITY_NOISE
+    # the rotated cameras' identity error is large: a missed rotation cannot hide under the auto-mask
+    cur = images[0, 1].permute(2, 0, 1).double() / 255
+    flipped = images[0, 3].permute(2, 0, 1).double() / 255
+    assert float((cur - flipped).abs().mean()) > 0.1
+
+
+def test_depth_losses_range_is_strict_at_0_1_and_51_2() -> None:
+    """Targets of exactly 0.1 m and 51.2 m, and 51.5 m, are outside the open range; only 2 m and 10 m count."""
+    pred = torch.tensor([[3.0, 5.0, 7.0, 9.0, 11.0]], dtype=torch.float64)
+    target = torch.tensor([[2.0, 0.1, 51.2, 51.5, 10.0]], dtype=torch.float64)
+    silog, l1 = depth_losses(pred, target)
+    d = [math.log(3.0 / 2.0), math.log(11.0 / 10.0)]
+    mean_d, mean_d2 = sum(d) / 2, sum(x * x for x in d) / 2
+    assert float(silog) == pytest.approx(10 * math.sqrt(mean_d2 - 0.85 * mean_d**2), rel=1e-12)
+    assert float(l1) == pytest.approx((1.0 + 1.0) / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("randomized", [False, True])
+def test_pca_basis_is_per_sample(randomized: bool) -> None:
+    """Two samples, each exactly rank 2 about its own (different) mean along its own axes: each sample's basis spans
+    its own axes exactly (centring per sample, not across the batch)."""
+    g = torch.Generator().manual_seed(3)
+    B, N, D, h, w, k = 2, 2, 6, 3, 4, 2
+    axes = torch.linalg.qr(torch.randn(B, D, D, generator=g, dtype=torch.float64))[0][..., :k]     # [B, D, k]
+    coeff = torch.randn(B, N * h * w, k, generator=g, dtype=torch.float64) * torch.tensor([3.0, 1.0],
+                                                                                          dtype=torch.float64)
+    means = torch.tensor([[5.0] * D, [-2.0, 7.0, 1.0, 0.0, 3.0, -4.0]], dtype=torch.float64)
+    x = coeff @ axes.transpose(1, 2) + means[:, None]                                  # [B, N·h·w, D]
+    feats = x.view(B, N, h, w, D).permute(0, 1, 4, 2, 3)
+    basis = pca_basis(feats, k, randomized=randomized)
+    assert basis.shape == (B, D, k)
+    for b in range(B):
+        assert torch.allclose(basis[b] @ basis[b].T, axes[b] @ axes[b].T, atol=1e-9)
+
+
+def test_randomized_pca_basis_is_the_released_pca_lowrank_call() -> None:
+    """The randomized basis is ``torch.pca_lowrank(x, q=k, niter=4)`` of each sample's [N·h·w, D] vectors in
+    float64, draw for draw (a slowly decaying spectrum, where the iteration count shows)."""
+    feats, _ = _features_with_known_axes(1)                                      # [1, 2, 12, 4, 5]
+    rng = torch.get_rng_state()
+    basis = pca_basis(feats, 3, randomized=True)
+    torch.set_rng_state(rng)
+    x = feats[0].permute(0, 2, 3, 1).reshape(-1, 12)                            # rows in (camera, y, x) order
+    expected = torch.pca_lowrank(x, q=3, niter=4)[2]
+    assert torch.allclose(basis[0], expected, atol=1e-12)
