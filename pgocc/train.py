@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import random
 import resource
 import sys
 import time
@@ -32,7 +31,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -65,12 +63,6 @@ def init_distributed() -> tuple[int, int, torch.device]:
     world = dist.get_world_size() if dist.is_initialized() else 1
     device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
     return rank, world, device
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
 
 
 def check_run_config(cfg: ExperimentConfig, world: int, device: torch.device) -> int:
@@ -326,6 +318,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
         load_checkpoint,
         resolve_resume,
         save_checkpoint,
+        seed_everything,
     )
     from pgocc.training.data import DataPosition
     from pgocc.training.optim import build_optimizer
@@ -408,6 +401,11 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
         print(f"pgocc train: {num_params / 1e6:.2f} M parameters, {world} process(es) on {device.type}, "
               f"{samples_per_step} sample(s) per step, {len(train_set)} training samples; run dir {run_dir}"
               + (f"; resumed from {resume} at step {start_step}" if resume else ""), file=sys.stderr)
+        if resume is not None and "resharded_from" in extra:
+            print(f"pgocc train: the checkpoint was written by {extra['resharded_from']} process(es), this run has "
+                  f"{world}: model and optimiser resharded, data from epoch {position.epoch} batch "
+                  f"{position.batches}, RNG streams seeded afresh (the continuation is not bit-identical)",
+                  file=sys.stderr)
 
     # ---- loop ----------------------------------------------------------------------------------------------------
     last_good = resume

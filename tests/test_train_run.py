@@ -1,5 +1,6 @@
 """``pgocc train`` end to end on the tiny synthetic world: the loss falls, a stopped run resumes bit-identically (one
-process, and two gloo processes under FSDP2 via torchrun), bad resumes are refused, the export feeds ``pgocc infer``.
+process, and two gloo processes under FSDP2 via torchrun) and continues the curve on another process count, bad
+resumes are refused, the export feeds ``pgocc infer``.
 """
 
 from __future__ import annotations
@@ -173,15 +174,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(world_root: Path, out: Path, *extra: str) -> None:
+def _torchrun(world_root: Path, out: Path, *extra: str, sets: list[str] = RUN_SETS) -> str:
+    """Two gloo processes under torchrun; their stderr."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
            "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{_free_port()}", "-m", "pgocc.train",
            "--config", "configs.tiny:tiny", "--dataroot", str(world_root), "--out", str(out),
-           *[a for s in RUN_SETS for a in ("--set", s)], *extra]
+           *[a for s in sets for a in ("--set", s)], *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stderr
 
 
 def test_two_process_fsdp_resume_is_bit_identical(tiny_world, tmp_path) -> None:  # noqa: F811
@@ -198,6 +201,39 @@ def test_two_process_fsdp_resume_is_bit_identical(tiny_world, tmp_path) -> None:
     ckpt = full / "checkpoints" / "step-0000004"
     assert {p.name for p in ckpt.iterdir()} >= {"__0_0.distcp", "__1_0.distcp", "rank-0.pt", "rank-1.pt"}
     assert (full / "model.safetensors").is_file()
+
+
+ELASTIC_SETS = [*SMALL, "train.num_steps=4", "train.log_every=1", "train.checkpoint_every=2", "train.val_samples=0",
+                "debug.deterministic=true", "train.warmup_steps=2", "train.global_batch_size=2",
+                "data.train_split=all"]
+"""Two samples a step, as two processes or as two accumulated micro-batches of one, from the 6 samples of both scenes
+(an epoch is then the same 6 samples without padding for either count); no dropout or distortion (their RNG streams
+are seeded afresh on another process count, so the curves could not be compared step by step)."""
+
+
+def test_resume_on_another_number_of_processes_continues_the_curve(tiny_world, tmp_path) -> None:  # noqa: F811
+    """A checkpoint of 2 FSDP2 processes resumed on 1 (DCP resharding), and one of 1 process resumed on 2: the
+    resumed steps take the samples the uninterrupted 2-process run took, from the same weights and optimiser state,
+    so their losses agree with it up to the order of the gradient reductions."""
+    full = tmp_path / "full"
+    _torchrun(tiny_world, full, sets=ELASTIC_SETS)
+    a = _losses(full)
+    shrink, grow = tmp_path / "two-then-one", tmp_path / "one-then-two"
+    _torchrun(tiny_world, shrink, "--stop-after", "2", sets=ELASTIC_SETS)
+    code, err = _train("--dataroot", str(tiny_world), "--out", str(shrink), "--resume", "auto", sets=ELASTIC_SETS)
+    assert code == 0, err
+    # 2 processes × 2 batches of the 6 samples consumed: batch 4 of one process
+    assert "written by 2 process(es), this run has 1: model and optimiser resharded, data from epoch 0 batch 4" in err
+    code, err = _train("--dataroot", str(tiny_world), "--out", str(grow), "--stop-after", "2", sets=ELASTIC_SETS)
+    assert code == 0, err
+    err = _torchrun(tiny_world, grow, "--resume", "auto", sets=ELASTIC_SETS)
+    assert "written by 1 process(es), this run has 2: model and optimiser resharded, data from epoch 0 batch 2" in err
+    for run in (shrink, grow):
+        b = _losses(run)
+        assert sorted(b) == [1, 2, 3, 4]
+        for step in (1, 2, 3, 4):
+            assert b[step]["loss"] == pytest.approx(a[step]["loss"], rel=1e-4, abs=1e-5), (run.name, step)
+    assert (shrink / "model.safetensors").is_file() and (grow / "model.safetensors").is_file()
 
 
 def test_a_non_finite_term_stops_the_run_naming_it_with_the_last_checkpoint_intact(

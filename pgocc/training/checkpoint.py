@@ -8,6 +8,11 @@ Checkpoint ``<run>/checkpoints/step-XXXXXXX/`` (written as ``step-XXXXXXX.tmp`` 
                                    CUDA, numpy, Python random), which differ per rank
     config.json                    the resolved ExperimentConfig; a resume under another config is refused
 
+A resume on as many processes as wrote the checkpoint continues bit-identically. On another number of processes
+(:func:`reshard_position`) the model and optimiser are resharded by DCP, the step and schedule are rank 0's, the data
+continues from the same global sample of the epoch's order, and the RNG streams are seeded afresh from (seed, step,
+rank): the continuation follows the same curve but is not bit-identical.
+
 Export ``<file>.safetensors``: the full model state dict (optionally float16 storage) with the resolved config JSON in
 the file's metadata (key ``pgocc_config``); :func:`load_exported` returns both, so that ``pgocc infer --checkpoint``
 rebuilds the model the weights belong to.
@@ -172,14 +177,18 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     extra state (step, data position, schedule). Raises CheckpointError for another config, another world size or
     unreadable files."""
     check_config(path, cfg)
-    rank_file = path / f"rank-{_rank()}.pt"
-    if not rank_file.is_file():
-        raise CheckpointError(f"{rank_file}: missing; the checkpoint was written by fewer processes than this "
-                              f"run's {_world()}")
-    extra = load_torch_file(rank_file, "checkpoint's rank file", "--resume")
-    if extra.get("world_size") != _world():
-        raise CheckpointError(f"{path}: written by {extra.get('world_size')} processes, this run has {_world()}; "
-                              "resume with the same number of processes")
+    first = _rank_file(path, 0)
+    written = first.get("world_size")
+    if not isinstance(written, int) or written < 1:
+        raise CheckpointError(f"{path / 'rank-0.pt'}: corrupt checkpoint: no process count (world_size)")
+    if written == _world():
+        extra = first if _rank() == 0 else _rank_file(path, _rank())
+        if extra.get("world_size") != written:
+            raise CheckpointError(f"{path / f'rank-{_rank()}.pt'}: corrupt checkpoint: written by "
+                                  f"{extra.get('world_size')} processes, rank-0.pt by {written}")
+    else:
+        extra = {**first, "data": reshard_position(first["data"], written, _world(), cfg.data.batch_size),
+                 "resharded_from": written}
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd}
     try:
@@ -189,10 +198,40 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         raise CheckpointError(f"{path}: corrupt checkpoint: cannot load the model/optimiser state "
                               f"({type(exc).__name__}: {last[-1].strip() if last else ''})") from None
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    rng = extra["rng"]
-    rng["python"] = _py(rng["python"])
-    set_rng_state(rng)
+    if "resharded_from" in extra:
+        seed_everything(cfg.train.seed * 1_000_003 + int(extra["step"]) * 4099 + _rank())
+    else:
+        rng = extra["rng"]
+        rng["python"] = _py(rng["python"])
+        set_rng_state(rng)
     return extra
+
+
+def _rank_file(path: Path, rank: int) -> dict[str, Any]:
+    """The ``rank-<rank>.pt`` file of checkpoint ``path``."""
+    file = path / f"rank-{rank}.pt"
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing; a complete checkpoint has one rank file per process that wrote it")
+    return load_torch_file(file, "checkpoint's rank file", "--resume")
+
+
+def reshard_position(data: dict[str, int], written: int, world: int, batch_size: int) -> dict[str, int]:
+    """The data position of a checkpoint written by ``written`` processes, for ``world`` processes.
+
+    Every rank consumed ``batches`` batches of ``batch_size`` from the epoch's order, rank r the positions r, r + n,
+    … (pgocc.training.data): together the first ``batches · written · batch_size`` positions. The new ranks start at
+    the batch holding that global position; when it is not a multiple of ``world · batch_size`` the few samples
+    before it in that batch are seen a second time.
+    """
+    consumed = data["batches"] * written * batch_size
+    return {"epoch": data["epoch"], "batches": consumed // (world * batch_size)}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and Python's random from one integer."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
 
 
 # ---------------------------------------------------------------------------------------------------------------
