@@ -8,6 +8,11 @@ the centre, summed over cameras, then to scales and the (normalised) quaternion.
 Per-Gaussian records, float32:
     proj  [V, N, 8]: mean2d x, mean2d y, conic a, conic b, conic c, depth z, opacity, (unused)
     dproj [V, N, 8]: gradients of the first seven (sigma = (a dx^2 + c dy^2) / 2 + b dx dy)
+
+The geometry is a chain of small ``@triton.jit`` steps, each returning a few values that every call site unpacks by
+name; both kernels call the same steps in the same order. Triton inlines them, so the compiled code is that of one
+function. A wrong count of names fails under the interpreter (the CPU tests) but not always in the compiler, which
+silently drops values beyond the names given: keep every unpacking complete.
 """
 
 from __future__ import annotations
@@ -29,19 +34,8 @@ PROJ_STRIDE = tl.constexpr(8)
 
 
 @triton.jit
-def _load_gaussians(means_ptr, quats_ptr, scales_ptr, n, m):
-    """Centre (x, y, z), quaternion (w, x, y, z) and extents of the Gaussians ``n`` [BLOCK] as float32; masked-off
-    lanes get a harmless unit Gaussian at the origin."""
-    mx, my, mz = load_xyz(means_ptr, n, m, 0.0)
-    qw, qx, qy, qz = load_quat(quats_ptr, n, m)
-    sx, sy, sz = load_xyz(scales_ptr, n, m, 1.0)
-    return mx, my, mz, qw, qx, qy, qz, sx, sy, sz
-
-
-@triton.jit
-def _world_covariance(qw, qx, qy, qz, sx, sy, sz):
-    """Normalised quaternion, rotation R (row-major), M = R diag(s) and Sigma = M M^T (upper triangle)."""
-    w, x, y, z, inv, r00, r01, r02, r10, r11, r12, r20, r21, r22 = unit_quat_rotation(qw, qx, qy, qz)
+def _scaled_rotation(r00, r01, r02, r10, r11, r12, r20, r21, r22, sx, sy, sz):
+    """M = R diag(s) (row-major, [BLOCK] each) from the rotation R and the extents s of each Gaussian."""
     m00 = r00 * sx
     m01 = r01 * sy
     m02 = r02 * sz
@@ -51,34 +45,71 @@ def _world_covariance(qw, qx, qy, qz, sx, sy, sz):
     m20 = r20 * sx
     m21 = r21 * sy
     m22 = r22 * sz
+    return m00, m01, m02, m10, m11, m12, m20, m21, m22
+
+
+@triton.jit
+def _world_covariance(m00, m01, m02, m10, m11, m12, m20, m21, m22):
+    """Upper triangle (s00, s01, s02, s11, s12, s22) of Sigma = M M^T, [BLOCK] each."""
     s00 = m00 * m00 + m01 * m01 + m02 * m02
     s01 = m00 * m10 + m01 * m11 + m02 * m12
     s02 = m00 * m20 + m01 * m21 + m02 * m22
     s11 = m10 * m10 + m11 * m11 + m12 * m12
     s12 = m10 * m20 + m11 * m21 + m12 * m22
     s22 = m20 * m20 + m21 * m21 + m22 * m22
-    return (w, x, y, z, inv, r00, r01, r02, r10, r11, r12, r20, r21, r22,
-            m00, m01, m02, m10, m11, m12, m20, m21, m22, s00, s01, s02, s11, s12, s22)
+    return s00, s01, s02, s11, s12, s22
 
 
 @triton.jit
-def _load_camera(viewmats_ptr, ks_ptr, v):
-    """World-to-camera rotation W (row-major), translation t and fx, fy, cx, cy of camera v (scalars)."""
+def _load_rotation(viewmats_ptr, v):
+    """World-to-camera rotation W (row-major, scalars) of camera v: the upper-left 3 x 3 of viewmats[v] [4, 4]."""
     vm = viewmats_ptr + v * 16
-    k = ks_ptr + v * 9
-    return (tl.load(vm + 0), tl.load(vm + 1), tl.load(vm + 2), tl.load(vm + 4), tl.load(vm + 5), tl.load(vm + 6),
-            tl.load(vm + 8), tl.load(vm + 9), tl.load(vm + 10), tl.load(vm + 3), tl.load(vm + 7), tl.load(vm + 11),
-            tl.load(k + 0), tl.load(k + 4), tl.load(k + 2), tl.load(k + 5))
+    w00 = tl.load(vm + 0)
+    w01 = tl.load(vm + 1)
+    w02 = tl.load(vm + 2)
+    w10 = tl.load(vm + 4)
+    w11 = tl.load(vm + 5)
+    w12 = tl.load(vm + 6)
+    w20 = tl.load(vm + 8)
+    w21 = tl.load(vm + 9)
+    w22 = tl.load(vm + 10)
+    return w00, w01, w02, w10, w11, w12, w20, w21, w22
 
 
 @triton.jit
-def _camera_forward(mx, my, mz, s00, s01, s02, s11, s12, s22,
-                    w00, w01, w02, w10, w11, w12, w20, w21, w22, t0, t1, t2, fx, fy, cx, cy, width, height):
-    """Camera-space centre, camera covariance, clamped Jacobian, 2D covariance and conic of one camera."""
+def _load_translation(viewmats_ptr, v):
+    """World-to-camera translation (t0, t1, t2) (scalars) of camera v: the last column of viewmats[v] [4, 4]."""
+    vm = viewmats_ptr + v * 16
+    t0 = tl.load(vm + 3)
+    t1 = tl.load(vm + 7)
+    t2 = tl.load(vm + 11)
+    return t0, t1, t2
+
+
+@triton.jit
+def _load_intrinsics(ks_ptr, v):
+    """(fx, fy, cx, cy) (scalars) of camera v from Ks[v] [3, 3]."""
+    k = ks_ptr + v * 9
+    fx = tl.load(k + 0)
+    fy = tl.load(k + 4)
+    cx = tl.load(k + 2)
+    cy = tl.load(k + 5)
+    return fx, fy, cx, cy
+
+
+@triton.jit
+def _to_camera(mx, my, mz, w00, w01, w02, w10, w11, w12, w20, w21, w22, t0, t1, t2):
+    """Camera-space centre p = W mean + t, (x, y, z) [BLOCK] each."""
     x = w00 * mx + w01 * my + w02 * mz + t0
     y = w10 * mx + w11 * my + w12 * mz + t1
     z = w20 * mx + w21 * my + w22 * mz + t2
-    # Sigma_c = W Sigma W^T: first P = W Sigma (rows of W times the symmetric Sigma), then P W^T.
+    return x, y, z
+
+
+@triton.jit
+def _camera_covariance(s00, s01, s02, s11, s12, s22, w00, w01, w02, w10, w11, w12, w20, w21, w22):
+    """Upper triangle (c00, c01, c02, c11, c12, c22) of Sigma_c = W Sigma W^T, [BLOCK] each."""
+    # First P = W Sigma (rows of W times the symmetric Sigma), then P W^T.
     p00 = w00 * s00 + w01 * s01 + w02 * s02
     p01 = w00 * s01 + w01 * s11 + w02 * s12
     p02 = w00 * s02 + w01 * s12 + w02 * s22
@@ -94,6 +125,13 @@ def _camera_forward(mx, my, mz, s00, s01, s02, s11, s12, s22,
     c11 = p10 * w10 + p11 * w11 + p12 * w12
     c12 = p10 * w20 + p11 * w21 + p12 * w22
     c22 = p20 * w20 + p21 * w21 + p22 * w22
+    return c00, c01, c02, c11, c12, c22
+
+
+@triton.jit
+def _clamped_tangents(x, y, z, fx, fy, cx, cy, width, height):
+    """(rz, u, uy, in_x, in_y) [BLOCK] each: 1/z, the tangents x/z and y/z clamped to the image's range plus the
+    frustum margin (gsplat's Jacobian clamp), and whether each was inside that range (not clamped)."""
     # Dropped Gaussians (z < near) are evaluated at z = 1 so that everything stays finite; they are masked later.
     zu = tl.where(z >= NEAR_PLANE, z, 1.0)
     rz = 1.0 / zu
@@ -109,17 +147,35 @@ def _camera_forward(mx, my, mz, s00, s01, s02, s11, s12, s22,
     in_y = (yr >= lo_y) & (yr <= hi_y)
     u = tl.minimum(tl.maximum(xr, lo_x), hi_x)
     uy = tl.minimum(tl.maximum(yr, lo_y), hi_y)
+    return rz, u, uy, in_x, in_y
+
+
+@triton.jit
+def _jacobian(rz, u, uy, fx, fy):
+    """The non-zero entries (j00, j02, j11, j12) [BLOCK] of J = [[j00, 0, j02], [0, j11, j12]]."""
     j00 = fx * rz
     j02 = -fx * u * rz
     j11 = fy * rz
     j12 = -fy * uy * rz
-    # J Sigma_c (2 x 3) with J = [[j00, 0, j02], [0, j11, j12]], then the symmetric 2 x 2 J Sigma_c J^T.
+    return j00, j02, j11, j12
+
+
+@triton.jit
+def _jacobian_covariance(j00, j02, j11, j12, c00, c01, c02, c11, c12, c22):
+    """J Sigma_c (2 x 3, row-major: q00, q01, q02, q10, q11, q12) [BLOCK] each."""
     q00 = j00 * c00 + j02 * c02
     q01 = j00 * c01 + j02 * c12
     q02 = j00 * c02 + j02 * c22
     q10 = j11 * c01 + j12 * c02
     q11 = j11 * c11 + j12 * c12
     q12 = j11 * c12 + j12 * c22
+    return q00, q01, q02, q10, q11, q12
+
+
+@triton.jit
+def _conic(j00, j02, j11, j12, q00, q01, q02, q11, q12):
+    """(a2, c2, con_a, con_b, con_c) [BLOCK] each: the diagonal of the 2D covariance S2 = J Sigma_c J^T + eps I and
+    its inverse, the conic [[con_a, con_b], [con_b, con_c]]."""
     a2 = q00 * j00 + q02 * j02 + EPS2D
     b2 = q01 * j11 + q02 * j12
     c2 = q11 * j11 + q12 * j12 + EPS2D
@@ -127,10 +183,7 @@ def _camera_forward(mx, my, mz, s00, s01, s02, s11, s12, s22,
     con_a = c2 * inv_det
     con_b = -b2 * inv_det
     con_c = a2 * inv_det
-    m2x = fx * x * rz + cx
-    m2y = fy * y * rz + cy
-    return (x, y, z, rz, u, uy, in_x, in_y, j00, j02, j11, j12, c00, c01, c02, c11, c12, c22,
-            q00, q01, q02, q10, q11, q12, a2, c2, con_a, con_b, con_c, m2x, m2y)
+    return a2, c2, con_a, con_b, con_c
 
 
 @triton.jit
@@ -140,18 +193,28 @@ def _gs_project_fwd_kernel(means_ptr, quats_ptr, scales_ptr, opac_ptr, viewmats_
     v = tl.program_id(1)
     n = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = n < N
-    mx, my, mz, qw, qx, qy, qz, sx, sy, sz = _load_gaussians(means_ptr, quats_ptr, scales_ptr, n, m)
+    # Masked-off lanes get a harmless unit Gaussian at the origin.
+    mx, my, mz = load_xyz(means_ptr, n, m, 0.0)
+    qw, qx, qy, qz = load_quat(quats_ptr, n, m)
+    sx, sy, sz = load_xyz(scales_ptr, n, m, 1.0)
     o = tl.load(opac_ptr + n, mask=m, other=0.0).to(tl.float32)
-    cov = _world_covariance(qw, qx, qy, qz, sx, sy, sz)
-    cam = _load_camera(viewmats_ptr, ks_ptr, v)
-    pr = _camera_forward(mx, my, mz, cov[23], cov[24], cov[25], cov[26], cov[27], cov[28],
-                         cam[0], cam[1], cam[2], cam[3], cam[4], cam[5], cam[6], cam[7], cam[8],
-                         cam[9], cam[10], cam[11], cam[12], cam[13], cam[14], cam[15], width, height)
-    z = pr[2]
-    a2 = pr[24]
-    c2 = pr[25]
-    m2x = pr[29]
-    m2y = pr[30]
+    _, _, _, _, _, r00, r01, r02, r10, r11, r12, r20, r21, r22 = unit_quat_rotation(qw, qx, qy, qz)
+    m00, m01, m02, m10, m11, m12, m20, m21, m22 = _scaled_rotation(r00, r01, r02, r10, r11, r12, r20, r21, r22,
+                                                                   sx, sy, sz)
+    s00, s01, s02, s11, s12, s22 = _world_covariance(m00, m01, m02, m10, m11, m12, m20, m21, m22)
+    w00, w01, w02, w10, w11, w12, w20, w21, w22 = _load_rotation(viewmats_ptr, v)
+    t0, t1, t2 = _load_translation(viewmats_ptr, v)
+    fx, fy, cx, cy = _load_intrinsics(ks_ptr, v)
+    x, y, z = _to_camera(mx, my, mz, w00, w01, w02, w10, w11, w12, w20, w21, w22, t0, t1, t2)
+    c00, c01, c02, c11, c12, c22 = _camera_covariance(s00, s01, s02, s11, s12, s22,
+                                                      w00, w01, w02, w10, w11, w12, w20, w21, w22)
+    rz, u, uy, in_x, in_y = _clamped_tangents(x, y, z, fx, fy, cx, cy, width, height)
+    j00, j02, j11, j12 = _jacobian(rz, u, uy, fx, fy)
+    q00, q01, q02, q10, q11, q12 = _jacobian_covariance(j00, j02, j11, j12, c00, c01, c02, c11, c12, c22)
+    a2, c2, con_a, con_b, con_c = _conic(j00, j02, j11, j12, q00, q01, q02, q11, q12)
+    # The 2D mean is never clamped.
+    m2x = fx * x * rz + cx
+    m2y = fy * y * rz + cy
     # A Gaussian with o < 1/255 can never reach alpha >= 1/255; beyond sqrt(2 ln(255 o)) standard deviations along
     # an axis alpha < 1/255 too, so the box below (plus half a pixel against rounding) loses nothing.
     valid = m & (z >= NEAR_PLANE) & (o * 255.0 >= 1.0)
@@ -174,9 +237,9 @@ def _gs_project_fwd_kernel(means_ptr, quats_ptr, scales_ptr, opac_ptr, viewmats_
     base = proj_ptr + row * PROJ_STRIDE
     tl.store(base + 0, m2x, mask=m)
     tl.store(base + 1, m2y, mask=m)
-    tl.store(base + 2, pr[26], mask=m)
-    tl.store(base + 3, pr[27], mask=m)
-    tl.store(base + 4, pr[28], mask=m)
+    tl.store(base + 2, con_a, mask=m)
+    tl.store(base + 3, con_b, mask=m)
+    tl.store(base + 4, con_c, mask=m)
     tl.store(base + 5, z, mask=m)
     tl.store(base + 6, o, mask=m)
     tl.store(base + 7, tl.zeros_like(o), mask=m)
@@ -193,8 +256,13 @@ def _gs_project_bwd_kernel(means_ptr, quats_ptr, scales_ptr, viewmats_ptr, ks_pt
                            BLOCK: tl.constexpr):
     n = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = n < N
-    mx, my, mz, qw, qx, qy, qz, sx, sy, sz = _load_gaussians(means_ptr, quats_ptr, scales_ptr, n, m)
-    cov = _world_covariance(qw, qx, qy, qz, sx, sy, sz)
+    mx, my, mz = load_xyz(means_ptr, n, m, 0.0)
+    qw, qx, qy, qz = load_quat(quats_ptr, n, m)
+    sx, sy, sz = load_xyz(scales_ptr, n, m, 1.0)
+    qnw, qnx, qny, qnz, inv_norm, r00, r01, r02, r10, r11, r12, r20, r21, r22 = unit_quat_rotation(qw, qx, qy, qz)
+    m00, m01, m02, m10, m11, m12, m20, m21, m22 = _scaled_rotation(r00, r01, r02, r10, r11, r12, r20, r21, r22,
+                                                                   sx, sy, sz)
+    s00, s01, s02, s11, s12, s22 = _world_covariance(m00, m01, m02, m10, m11, m12, m20, m21, m22)
     zero = tl.zeros([BLOCK], dtype=tl.float32)
     g_mx = zero
     g_my = zero
@@ -208,13 +276,16 @@ def _gs_project_bwd_kernel(means_ptr, quats_ptr, scales_ptr, viewmats_ptr, ks_pt
     gs22 = zero
     g_o = zero
     for v in range(V):
-        w00, w01, w02, w10, w11, w12, w20, w21, w22, t0, t1, t2, fx, fy, cx, cy = _load_camera(viewmats_ptr, ks_ptr, v)
-        pr = _camera_forward(mx, my, mz, cov[23], cov[24], cov[25], cov[26], cov[27], cov[28],
-                             w00, w01, w02, w10, w11, w12, w20, w21, w22, t0, t1, t2, fx, fy, cx, cy, width, height)
-        x, y, z, rz, u, uy, in_x, in_y = pr[0], pr[1], pr[2], pr[3], pr[4], pr[5], pr[6], pr[7]
-        j00, j02, j11, j12 = pr[8], pr[9], pr[10], pr[11]
-        q00, q01, q02, q10, q11, q12 = pr[18], pr[19], pr[20], pr[21], pr[22], pr[23]
-        ca, cb, cc = pr[26], pr[27], pr[28]
+        w00, w01, w02, w10, w11, w12, w20, w21, w22 = _load_rotation(viewmats_ptr, v)
+        t0, t1, t2 = _load_translation(viewmats_ptr, v)
+        fx, fy, cx, cy = _load_intrinsics(ks_ptr, v)
+        x, y, z = _to_camera(mx, my, mz, w00, w01, w02, w10, w11, w12, w20, w21, w22, t0, t1, t2)
+        c00, c01, c02, c11, c12, c22 = _camera_covariance(s00, s01, s02, s11, s12, s22,
+                                                          w00, w01, w02, w10, w11, w12, w20, w21, w22)
+        rz, u, uy, in_x, in_y = _clamped_tangents(x, y, z, fx, fy, cx, cy, width, height)
+        j00, j02, j11, j12 = _jacobian(rz, u, uy, fx, fy)
+        q00, q01, q02, q10, q11, q12 = _jacobian_covariance(j00, j02, j11, j12, c00, c01, c02, c11, c12, c22)
+        _, _, ca, cb, cc = _conic(j00, j02, j11, j12, q00, q01, q02, q11, q12)
         valid = m & (z >= NEAR_PLANE)
         row = (v * N + n).to(tl.int64) * PROJ_STRIDE
         d_m2x = tl.load(dproj_ptr + row + 0, mask=valid, other=0.0)
@@ -224,14 +295,14 @@ def _gs_project_bwd_kernel(means_ptr, quats_ptr, scales_ptr, viewmats_ptr, ks_pt
         d_cc = tl.load(dproj_ptr + row + 4, mask=valid, other=0.0)
         d_z = tl.load(dproj_ptr + row + 5, mask=valid, other=0.0)
         g_o += tl.load(dproj_ptr + row + 6, mask=valid, other=0.0)
-        # Conic Q = S2^-1 with dL/dQ = [[d_ca, d_cb/2], [d_cb/2, d_cc]]  ->  dL/dS2 = -Q (dL/dQ) Q.
-        r00 = ca * d_ca + cb * 0.5 * d_cb
-        r01 = ca * 0.5 * d_cb + cb * d_cc
-        r10 = cb * d_ca + cc * 0.5 * d_cb
-        r11 = cb * 0.5 * d_cb + cc * d_cc
-        g2_00 = -(r00 * ca + r01 * cb)
-        g2_01 = -0.5 * (r00 * cb + r01 * cc + r10 * ca + r11 * cb)
-        g2_11 = -(r10 * cb + r11 * cc)
+        # Conic Q = S2^-1 with dL/dQ = [[d_ca, d_cb/2], [d_cb/2, d_cc]]  ->  dL/dS2 = -Q (dL/dQ) Q, K = Q (dL/dQ).
+        k00 = ca * d_ca + cb * 0.5 * d_cb
+        k01 = ca * 0.5 * d_cb + cb * d_cc
+        k10 = cb * d_ca + cc * 0.5 * d_cb
+        k11 = cb * 0.5 * d_cb + cc * d_cc
+        g2_00 = -(k00 * ca + k01 * cb)
+        g2_01 = -0.5 * (k00 * cb + k01 * cc + k10 * ca + k11 * cb)
+        g2_11 = -(k10 * cb + k11 * cc)
         # S2 = J Sigma_c J^T + eps I:  dL/dSigma_c = J^T G2 J,  dL/dJ = 2 G2 (J Sigma_c).
         h00 = g2_00 * j00
         h01 = g2_01 * j11
@@ -287,11 +358,6 @@ def _gs_project_bwd_kernel(means_ptr, quats_ptr, scales_ptr, viewmats_ptr, ks_pt
         gs11 += w01 * a01 + w11 * a11 + w21 * a21
         gs12 += w01 * a02 + w11 * a12 + w21 * a22
         gs22 += w02 * a02 + w12 * a12 + w22 * a22
-    qnw, qnx, qny, qnz, inv_norm = cov[0], cov[1], cov[2], cov[3], cov[4]
-    r00, r01, r02, r10, r11, r12, r20, r21, r22 = (cov[5], cov[6], cov[7], cov[8], cov[9], cov[10], cov[11], cov[12],
-                                                   cov[13])
-    m00, m01, m02, m10, m11, m12, m20, m21, m22 = (cov[14], cov[15], cov[16], cov[17], cov[18], cov[19], cov[20],
-                                                   cov[21], cov[22])
     # Sigma = M M^T  ->  dL/dM = 2 G M (G symmetric); M = R diag(s)  ->  dL/dR_ij = dL/dM_ij s_j, dL/ds_j = sum_i ..
     gm00 = 2.0 * (gs00 * m00 + gs01 * m10 + gs02 * m20)
     gm01 = 2.0 * (gs00 * m01 + gs01 * m11 + gs02 * m21)
