@@ -260,3 +260,43 @@ def test_train_config_validation() -> None:
                                                                   "train.keep_checkpoints")):
         with pytest.raises(ConfigError, match=path):
             _cfg(bad)
+
+
+def test_metrics_log_writes_jsonl_and_every_numeric_value_to_tensorboard(tmp_path, monkeypatch) -> None:
+    """TensorBoard is optional (not a dependency): a stand-in ``torch.utils.tensorboard`` module records what the log
+    sends it. Numbers go under train/ or val/ at the record's step; text, lists and booleans do not; rank ≠ 0 writes
+    nothing."""
+    import sys
+    import types
+
+    from pgocc.train import MetricsLog
+
+    calls: list[tuple[str, float, int]] = []
+    dirs: list[str] = []
+
+    class Writer:
+        def __init__(self, log_dir: str) -> None:
+            dirs.append(log_dir)
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            calls.append((tag, value, step))
+
+        def flush(self) -> None:
+            calls.append(("flush", 0.0, 0))
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = Writer  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    log = MetricsLog(tmp_path, enabled=True)
+    log.write({"step": 5, "lr": 1e-4, "loss": 2.5, "candidates_1": 7})
+    log.write({"step": 5, "split": "val", "miou": 0.25, "eval_classes": ["car"], "samples": 3, "flag": True})
+    assert dirs == [str(tmp_path / "tb")]
+    assert calls == [("train/lr", 1e-4, 5), ("train/loss", 2.5, 5), ("train/candidates_1", 7, 5), ("flush", 0.0, 0),
+                     ("val/miou", 0.25, 5), ("val/samples", 3, 5), ("flush", 0.0, 0)]
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [5, 5] and lines[1]["eval_classes"] == ["car"]
+    calls.clear()
+    quiet = tmp_path / "rank1"
+    quiet.mkdir()
+    MetricsLog(quiet, enabled=False).write({"step": 1, "loss": 1.0})
+    assert calls == [] and not (quiet / "metrics.jsonl").exists() and len(dirs) == 1
