@@ -37,7 +37,7 @@ SLIPS = [
  ("query rows taken from the end of the table", "pgocc/model/pgocc.py", "query = self.query_embeds.weight[:Q]", "query = self.query_embeds.weight[-Q:]"),
  ("stage-0 ROI ignored (paper)", "pgocc/model/pgocc.py", "valid & roi if self.roi_at_stage0 else valid", "valid"),
  ("anisotropic sampling frames never used", "pgocc/model/pgocc.py", "if self.anisotropic and prev is not None:", "if False:"),
- ("readout group sum instead of max", "pgocc/model/readout.py", "for k, c in enumerate(column_labels) if c == lab]].amax(-1)", "for k, c in enumerate(column_labels) if c == lab]].sum(-1)"),
+ ("readout group sum instead of max", "pgocc/model/readout.py", "merged = torch.maximum(merged, scores.index_select(-1, row))", "merged = merged + scores.index_select(-1, row)"),
  ("readout variance filter on σ instead of σ²", "pgocc/model/readout.py", "(rot.square() * g.scales.square().unsqueeze(-2))", "(rot.square() * g.scales.unsqueeze(-2))"),
  ("warp with the inverse motion", "pgocc/model/losses.py", "pts = transform_points(target_to_source, backproject(depth, intrinsics))", "pts = transform_points(torch.linalg.inv(target_to_source), backproject(depth, intrinsics))"),
  ("warp: prev/next transforms swapped", "pgocc/model/losses.py", "cur_to_src[:, j * N:(j + 1) * N].flatten(0, 1))", "cur_to_src[:, (1 - j) * N:(2 - j) * N].flatten(0, 1))"),

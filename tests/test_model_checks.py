@@ -111,6 +111,18 @@ def test_too_few_valid_depth_pixels_is_named(cfg: ExperimentConfig) -> None:
         model(batch).checks.raise_if_failed()              # the unmodified batch passes
 
 
+def test_singular_intrinsics_are_named(cfg: ExperimentConfig) -> None:
+    """backproject inverts K without torch.linalg.inv's host-side singularity check; the forward records it."""
+    model = PGOcc(cfg.model, cfg.kernels).eval()
+    batch = make_batch(T=cfg.model.num_frames, D=cfg.model.ov_dims)
+    render_k = batch.render_k.clone()
+    render_k[0, 2, 1, 1] = 0.0                             # zero vertical focal length of camera 2
+    with torch.no_grad():
+        pred = model(replace(batch, render_k=render_k))
+    with pytest.raises(ModelCheckError, match="^singular intrinsics K in backproject"):
+        pred.checks.raise_if_failed()
+
+
 def test_train_step_reads_nothing_on_the_host(cfg: ExperimentConfig) -> None:
     """Forward, losses and backward on ``meta`` tensors, which have no data: ``.item()``, ``bool()``, ``.cpu()``,
     ``.tolist()`` or a data-dependent shape anywhere on the way raises. fps runs its Triton op (the reference loops
@@ -123,7 +135,7 @@ def test_train_step_reads_nothing_on_the_host(cfg: ExperimentConfig) -> None:
     assert out.total.device.type == "meta"
     out.total.backward()
     assert model.layers[0].mixing.parameter_generator.weight.grad is not None
-    assert len(out.checks) == 1 + 2 * 3 + 5 * 3
+    assert len(out.checks) == 2 + 2 * 3 + 5 * 3
     # The check itself: reading the record is the host sync this test would catch inside the step.
     with pytest.raises(NotImplementedError, match="meta"):
         out.checks.raise_if_failed()

@@ -70,6 +70,8 @@ def warp_image(source: torch.Tensor, depth: torch.Tensor, intrinsics: torch.Tens
         [M, C, H, W] the source seen from the target view.
     """
     H, W = depth.shape[-2:]
+    # No check of K here: PGOcc.forward records that the same batch.render_k is invertible, and the prediction's
+    # checks come first in the loss output's.
     pts = transform_points(target_to_source, backproject(depth, intrinsics))              # [M, H, W, 3]
     proj = torch.einsum("mij,mhwj->mhwi", intrinsics.to(pts.dtype), pts)
     pix = proj[..., :2] / (proj[..., 2:3] + PROJ_EPS)

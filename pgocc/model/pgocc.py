@@ -9,12 +9,14 @@ Gaussian and open-vocabulary heads (docs/model.md §1-§3).
 
 Every hot path is resolved once in ``__init__`` through :func:`pgocc.ops.resolve`.
 
-Host syncs: none in ``forward``. The data-dependent candidate counts of the FPS (valid pixels, densification mask)
-stay on the device: candidates are compacted by a stable sort and passed with their counts as ``lengths``; a stage
-that has too few candidates takes its fallback points through ``torch.where``. (Inside the ops, the ``reference``
-fps reads the lengths on the host; the Triton gs_raster reads nothing back, tests/test_gs_raster_bin.py.) The error
-conditions (too few valid depth pixels, non-finite head outputs) are recorded in ``Prediction.checks`` and raised,
-naming the tensor, by whoever first reads the prediction on the host (see :mod:`pgocc.model.checks`).
+Host syncs: none in ``forward``, and no host data copied per call (constants come from
+:func:`~pgocc.model.constants.device_constant`; tests/test_host_sync.py records both on the meta device). The
+data-dependent candidate counts of the FPS (valid pixels, densification mask) stay on the device: candidates are
+compacted by a stable sort and passed with their counts as ``lengths``; a stage that has too few candidates takes its
+fallback points through ``torch.where``. (Inside the ops, the ``reference`` fps reads the lengths on the host; the
+Triton gs_raster reads nothing back, tests/test_gs_raster_bin.py.) The error conditions (singular render intrinsics,
+too few valid depth pixels, non-finite head outputs) are recorded in ``Prediction.checks`` and raised, naming the
+tensor, by whoever first reads the prediction on the host (see :mod:`pgocc.model.checks`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pgocc.config import KernelConfig, ModelConfig
 from pgocc.data.batch import Batch
 from pgocc.model.backbone import FPN, FeatureCache, ResNet, load_resnet_weights
 from pgocc.model.checks import Checks
+from pgocc.model.constants import device_constant
 from pgocc.model.decoder import DecoderLayer
 from pgocc.model.geometry import backproject, inside_range, normalize_coords, transform_points
 from pgocc.model.heads import GaussianHead, OVHead, decode_gaussians
@@ -41,6 +44,8 @@ IMAGE_MEAN = (123.675, 116.28, 103.53)
 IMAGE_STD = (58.395, 57.12, 57.375)
 PAD_MULTIPLE = 32
 """Images are zero-padded (after normalisation) to a multiple of the coarsest stride."""
+IDENTITY_QUAT = (1.0, 0.0, 0.0, 0.0)
+"""(w, x, y, z) of the identity rotation."""
 VALID_DEPTH_MAX = 80.0
 """Foundation depth counts as valid in (0, 80) m (§1.5; after the 51.2 m clamp only > 0 matters)."""
 
@@ -221,7 +226,7 @@ class PGOcc(nn.Module):
         # Query initialisation (§1.5): back-projected, clamped foundation depth.
         depth = batch.depth[:, :, 0].clamp(max=cfg.init_depth_max)                        # [B, N, H_r, W_r]
         valid = (depth > 0) & (depth < VALID_DEPTH_MAX)
-        cam_points = backproject(depth, batch.render_k)                                    # [B, N, H_r, W_r, 3]
+        cam_points = backproject(depth, batch.render_k, checks)                            # [B, N, H_r, W_r, 3]
         ego_points = transform_points(batch.cam2ego, cam_points).flatten(1, 3)            # [B, N·H_r·W_r, 3]
         lo, hi = cfg.pc_range[:3], cfg.pc_range[3:]
         roi = inside_range(ego_points, lo, hi, strict=True)
@@ -268,7 +273,7 @@ class PGOcc(nn.Module):
         axes. Anisotropic (paper): the previous stage's rotation and scales for the queries it predicted.
         """
         Q = box.shape[0]
-        quats = box.new_tensor([1.0, 0.0, 0.0, 0.0]).expand(batch_size, Q, 4)
+        quats = device_constant(IDENTITY_QUAT, box).expand(batch_size, Q, 4)
         scales = box.view(1, Q, 1).expand(batch_size, Q, 3)
         if self.anisotropic and prev is not None:
             quats = torch.cat([prev.quats, quats[:, num_old:]], 1)

@@ -16,6 +16,7 @@ from torch import nn
 
 from pgocc import ops
 from pgocc.config import KernelConfig, ModelConfig
+from pgocc.model.constants import device_constant
 from pgocc.model.geometry import inside_range, quat_to_rotmat
 from pgocc.model.types import Gaussians
 
@@ -33,25 +34,40 @@ def keep_mask(g: Gaussians, lo: Sequence[float], hi: Sequence[float], *, opacity
             & (diag.amin(-1) > min_variance))
 
 
+def _label_tables(column_labels: Sequence[int]) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    """The host tables of :func:`merge_labels`: the L distinct labels, ascending, and a [G, L] column table whose
+    column l lists the G = max group size columns of label l (its last column repeated where it has fewer; a repeat
+    does not change a max)."""
+    labels = tuple(sorted(set(column_labels)))
+    groups = [[k for k, c in enumerate(column_labels) if c == lab] for lab in labels]
+    size = max(len(g) for g in groups)
+    return labels, tuple(tuple(g[min(j, len(g) - 1)] for g in groups) for j in range(size))
+
+
 def merge_labels(scores: torch.Tensor, column_labels: Sequence[int]) -> torch.Tensor:
     """Occ3D label of the best prompt group: max score within each label's columns, argmax over labels.
 
     Equals the released softmax → group max → argmax → remap, since softmax is monotonic. Ties go to the smaller
     label (the released argmax picks the first merged class, whose labels ascend).
 
+    The group max is a running ``maximum`` over the G rows of the column table (G index selects; NaN propagates as
+    in ``amax``); the table and the labels are device constants, so no host data is copied per call.
+
     Args:
         scores: [..., K] per-prompt scores.
-        column_labels: K Occ3D labels, one per prompt column (host data: no device read).
+        column_labels: K Occ3D labels, one per prompt column (host data).
 
     Returns:
         [...] int64 labels.
     """
     if len(column_labels) != scores.shape[-1]:
         raise ValueError(f"merge_labels: {len(column_labels)} column labels for {scores.shape[-1]} score columns")
-    labels = sorted(set(column_labels))
-    merged = torch.stack([scores[..., [k for k, c in enumerate(column_labels) if c == lab]].amax(-1)
-                          for lab in labels], -1)
-    return torch.tensor(labels, device=scores.device)[merged.argmax(-1)]
+    labels, table = _label_tables(column_labels)
+    columns = device_constant(table, scores, torch.int64)                                  # [G, L]
+    merged = scores.index_select(-1, columns[0])
+    for row in columns[1:]:
+        merged = torch.maximum(merged, scores.index_select(-1, row))
+    return device_constant(labels, scores, torch.int64)[merged.argmax(-1)]
 
 
 def occupancy_labels(density: torch.Tensor, scores: torch.Tensor, column_labels: Sequence[int],
