@@ -10,6 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pgocc.synthetic.writer import WorldSpec, make_synthetic
@@ -58,3 +59,20 @@ def replace_file(path: Path, data: bytes | None) -> None:
     path.unlink()
     if data is not None:
         path.write_bytes(data)
+
+
+@pytest.fixture
+def decoded_jpegs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The image files the loader decodes in this process while the test runs, in order (the loader's
+    ``decode_scaled`` wrapped; DataLoader workers are other processes, so use ``data.num_workers=0``)."""
+    from pgocc.data import dataset as dataset_module
+
+    decoded: list[Path] = []
+    decode = dataset_module.decode_scaled
+
+    def counting(path: Path, need: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+        decoded.append(Path(path))
+        return decode(path, need)
+
+    monkeypatch.setattr(dataset_module, "decode_scaled", counting)
+    return decoded

@@ -20,12 +20,11 @@ from PIL import Image
 from pgocc import ops
 from pgocc.cli import main
 from pgocc.config import apply_overrides, load_experiment
-from pgocc.data import dataset as dataset_module
 from pgocc.data.occ3d import load_labels
 from pgocc.eval.metrics import OccupancyMIoU
 from pgocc.model import PGOcc
 from pgocc.vis import OCC3D_COLORS, top_labels
-from tests.data_fixtures import clone_world, tiny_world  # noqa: F401
+from tests.data_fixtures import clone_world, decoded_jpegs, tiny_world  # noqa: F401
 
 SETS = ["data.render_size=45,80", "model.num_queries=24,8,8", "data.num_workers=0"]
 QUERIES = ["car", "a parked car"]
@@ -218,17 +217,10 @@ def test_unreadable_or_missing_checkpoint(tiny_world: Path, tmp_path: Path, cont
 
 def test_online_decodes_the_current_images_only_and_gives_the_same_labels(
         run: tuple[Path, str, str], tiny_world: Path, checkpoint: Path, tmp_path: Path,  # noqa: F811
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        decoded_jpegs: list[Path]) -> None:  # noqa: F811
     """``--online`` reads the 6 current JPEGs of each sample (configs.tiny has 2 frames: the test-mode loader decodes
     12 per sample) and gives the labels of the test-mode run, up to float32 rounding of batched convolutions."""
-    decoded: list[Path] = []
-    decode = dataset_module.decode_scaled
-
-    def counting(path: Path, need: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-        decoded.append(Path(path))
-        return decode(path, need)
-
-    monkeypatch.setattr(dataset_module, "decode_scaled", counting)
+    decoded = decoded_jpegs
     out = tmp_path / "online"
     assert main(_args("--dataroot", str(tiny_world), "--checkpoint", str(checkpoint), "--num-samples", "2",
                       "--out", str(out), "--pictures", "0", "--no-eval", "--online")) == 0

@@ -9,16 +9,14 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from configs.tiny import tiny
 from pgocc.data import OccDataset, build_index
-from pgocc.data import dataset as dataset_module
 from pgocc.data.layout import CAMERAS
 from pgocc.model import FeatureCache, PGOcc, PGOccLoss
-from tests.data_fixtures import TINY_SPEC, tiny_world  # noqa: F401
+from tests.data_fixtures import TINY_SPEC, decoded_jpegs, tiny_world  # noqa: F401
 
 N = len(CAMERAS)
 T = 3
@@ -36,16 +34,9 @@ def datasets(tiny_world: Path) -> tuple[OccDataset, OccDataset]:  # noqa: F811
 
 
 def test_online_loader_decodes_the_current_images_only(datasets: tuple[OccDataset, OccDataset],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                                       decoded_jpegs: list[Path]) -> None:  # noqa: F811
     test, online = datasets
-    decoded: list[Path] = []
-    decode = dataset_module.decode_scaled
-
-    def counting(path: Path, need: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-        decoded.append(Path(path))
-        return decode(path, need)
-
-    monkeypatch.setattr(dataset_module, "decode_scaled", counting)
+    decoded = decoded_jpegs
     ix = online.index
     for i in range(len(online)):
         decoded.clear()
