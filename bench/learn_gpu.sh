@@ -4,7 +4,9 @@
 # held-out world, then score on both worlds the untrained model, the label-only baselines and both trained models
 # (THRESHOLDS: the readout opacity thresholds scored; VAL_THRESHOLD: the one of the validation during training).
 # Writes to $OUT: device.txt, log.txt, <fidelity>.metrics.jsonl, <fidelity>.safetensors (the exported fp16 models,
-# config embedded), baselines.json, heldout.json.
+# config embedded), baselines.json, heldout.json, scoring/*.log. One 10-minute call holds the worlds (65 s on 16
+# cores), the probe (80 s), TRAIN_BUDGET and the scoring: on an H100 with 6000 Gaussians, TRAIN_BUDGET=330 left too
+# little time for the scoring (bench/RESULTS.md); 4 scoring runs of 32 samples took 47 s in a call of their own.
 #
 #   TEXT_TABLE=FILE STEPS=2000 TRAIN_SCENES=16 HELDOUT_SCENES=4 KEYFRAMES=8 bash bench/learn_gpu.sh
 #
@@ -96,20 +98,23 @@ echo "learn_gpu: trained in $(( $(date +%s) - start )) s"
 # The readout's opacity threshold is calibrated on the training world and then applied to the held-out world: each
 # trained model is scored on both at every threshold of THRESHOLDS. The runs share the GPU, all at once.
 # RayIoU is left out: it runs on the CPU after inference, and many processes at once made it the slowest part.
+# Their logs go to $OUT/scoring, so that a call cut short still returns how far each got.
 INFER=(--set data.val_split=all --pictures 0 --num-samples "${SCORE_SAMPLES:-32}" --set data.num_workers=2 --no-rayiou)
-python3 -m pgocc infer --config "$CONFIG" "${OVERRIDES[@]}" --dataroot $W/heldout "${INFER[@]}" --out $R/untrained > $R/untrained.log 2>&1 &
+L=$OUT/scoring
+mkdir -p "$L"
+python3 -m pgocc infer --config "$CONFIG" "${OVERRIDES[@]}" --dataroot $W/heldout "${INFER[@]}" --out $R/untrained > $L/untrained.log 2>&1 &
 for fidelity in "${FIDELITIES[@]}"; do
   [[ -f $R/$fidelity/model.safetensors ]] || continue
   for t in ${THRESHOLDS:-0.6 0.3 0.15}; do
     for world in ${SCORE_WORLDS:-train heldout}; do
       python3 -m pgocc infer --checkpoint $R/$fidelity/model.safetensors --dataroot $W/$world "${INFER[@]}" \
-        --set model.opacity_threshold="$t" --out "$R/$world-$fidelity-$t" > "$R/$world-$fidelity-$t.log" 2>&1 &
+        --set model.opacity_threshold="$t" --out "$R/$world-$fidelity-$t" > "$L/$world-$fidelity-$t.log" 2>&1 &
     done
   done
   # The same model under bf16 autocast (issue 18: bf16 against fp32 on a trained model's held-out metrics).
   python3 -m pgocc infer --checkpoint $R/$fidelity/model.safetensors --dataroot $W/heldout "${INFER[@]}" \
     --set model.opacity_threshold="${VAL_THRESHOLD:-0.3}" --autocast bf16 \
-    --out "$R/heldout-$fidelity-${VAL_THRESHOLD:-0.3}-bf16" > "$R/heldout-$fidelity-bf16.log" 2>&1 &
+    --out "$R/heldout-$fidelity-${VAL_THRESHOLD:-0.3}-bf16" > "$L/heldout-$fidelity-bf16.log" 2>&1 &
 done
 wait
 python3 - "$R" > "$OUT/heldout.json" <<'PY'
