@@ -110,3 +110,78 @@ def test_reference_gradcheck_fp64(seed: int) -> None:
                          x["image_size"], False)
 
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
+
+
+def test_reference_view_choice_at_the_strict_bounds() -> None:
+    """A sample exactly on camera 0's depth bound or image border is not valid there, so it goes to camera 1.
+
+    Camera 0 is the identity (u = x / z / W_in, v = y / z / H_in); camera 1 sees every point with z >= 0 strictly
+    inside its image (x' = 4z + 2, y' = 2z + 1, z' = z + 1: u in [1/4, 1/2), v in [1/4, 1/2)). In the exact case the
+    border samples have no valid camera, and falling back to camera 0 hides an inclusive bound; here it would not.
+    """
+    from pgocc.ops.aniso_sample import DEPTH_EPS
+    from reference.aniso_sample import project
+
+    H_in, W_in = 4, 8
+    points = torch.tensor([
+        [4 * DEPTH_EPS, 2 * DEPTH_EPS, DEPTH_EPS],  # z' = DEPTH_EPS exactly (u = v = 1/2)
+        [0.0, 2, 1],                                # u = 0
+        [8.0, 2, 1],                                # u = 1
+        [4.0, 0, 1],                                # v = 0
+        [4.0, 4, 1],                                # v = 1
+        [4.0, 6, 1],                                # v = 3/2
+        [12.0, 2, 1],                               # u = 3/2
+        [4.0, 2, 1],                                # u = v = 1/2: valid in camera 0
+    ], dtype=torch.float64)[None, None, None]      # [B=1, Q=1, G=1, P=8, 3]
+    cam1 = torch.tensor([[0.0, 0, 4, 2], [0, 0, 2, 1], [0, 0, 1, 1], [0, 0, 0, 1]], dtype=torch.float64)
+    ego2img = torch.stack([torch.eye(4, dtype=torch.float64), cam1])[None, None]  # [B=1, T=1, N=2, 4, 4]
+    _, _, _, valid, view = project(points, ego2img, (H_in, W_in))
+    assert valid[0, 0, 0, 0, 0].tolist() == [False] * 7 + [True]
+    assert valid[0, 0, 1, 0, 0].tolist() == [True] * 8
+    assert view[0, 0, 0, 0].tolist() == [1] * 7 + [0]
+
+
+def test_reference_bilinear_border_at_minus_one() -> None:
+    """At h = −1 (or w = −1) a sample is outside (the MSMV kernel's h > −1): value 0 and gradient 0. The in-range
+    corner's weight fh (fw) is 0 there, so only the gradient tells the strict bound from an inclusive one; at
+    h = −1/2 the same sample has value and gradient."""
+    from reference.aniso_sample import bilinear
+
+    feature = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64).reshape(1, 1, 2, 2, 1)  # H = W = 2
+    zero = torch.zeros(3, dtype=torch.int64)
+    u = torch.tensor([0.5, -1.0, 0.5], dtype=torch.float64, requires_grad=True)   # w = u (W − 1)
+    v = torch.tensor([-1.0, 0.5, -0.5], dtype=torch.float64, requires_grad=True)  # h = v (H − 1)
+    out = bilinear(feature, zero, zero, u, v)[:, 0]
+    # h = −1/2, w = 1/2: only row 0 is in range, with weight 1/2: (1 + 2)/2 · 1/2.
+    assert out.tolist() == [0.0, 0.0, 0.75]
+    du, dv = torch.autograd.grad(out.sum(), (u, v))
+    # At h = −1/2, w = 1/2: out = fh ((1 − fw)·1 + fw·2), so d/dv = (1 + 2)/2 = 1.5 and d/du = fh (2 − 1) = 0.5.
+    assert du.tolist() == [0.0, 0.0, 0.5] and dv.tolist() == [0.0, 0.0, 1.5]
+
+
+def test_reference_bilinear_last_half_texel() -> None:
+    """h in (H − 1, H) (a fallback sample below the last row): only row H − 1 is in range, with weight 1 − fh; the
+    missing row H counts as zero, not as a copy of row H − 1. The same for w in (W − 1, W)."""
+    from reference.aniso_sample import bilinear
+
+    feature = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64).reshape(1, 1, 2, 2, 1)  # H = W = 2
+    zero = torch.zeros(2, dtype=torch.int64)
+    u = torch.tensor([0.5, 1.5], dtype=torch.float64)   # w = 1/2, 3/2
+    v = torch.tensor([1.5, 0.5], dtype=torch.float64)   # h = 3/2, 1/2
+    out = bilinear(feature, zero, zero, u, v)[:, 0]
+    # h = 3/2, w = 1/2: (1 − 1/2) · (3 + 4)/2 = 1.75; h = 1/2, w = 3/2: (1 − 1/2) · (2 + 4)/2 = 1.5.
+    assert out.tolist() == [1.75, 1.5]
+
+
+def test_reference_one_level_is_two_levels_with_a_zero_weight(seed: int) -> None:
+    """L = 1 is allowed (a non-empty list): it equals L = 2 with all the weight on level 0."""
+    case = Case("two_levels", {"B": 1, "Q": 3, "T": 2, "N": 2, "G": 2, "P": 2, "L": 2, "C": 4, "H_in": 16,
+                               "W_in": 32})
+    x = spec.make_inputs(case, dtype=torch.float64, seed=seed)
+    weights = torch.zeros_like(x["level_weights"])
+    weights[..., 0] = 1
+    reference = ops.resolve(OP, "reference")
+    args = (x["centres"], x["quats"], x["scales"], x["offsets"], x["ego2img"])
+    two = reference(*args, x["features"], weights, x["image_size"], False)
+    one = reference(*args, x["features"][:1], weights[..., :1], x["image_size"], False)
+    assert one.dtype == two.dtype and torch.equal(one, two)

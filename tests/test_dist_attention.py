@@ -222,6 +222,33 @@ def test_reference_closed_forms() -> None:
     torch.testing.assert_close(out, v[:, :, farthest], rtol=0, atol=1e-20)
 
 
+def test_reference_bf16_logits_are_float32() -> None:
+    """bf16 q, k, v: the logits are scaled by 1/√D in float32 (the released code adds a float32 bias). D = 2,
+    q·k = 512 and 510: float32 logits 512/√2 and 510/√2, a difference of √2, so the second key's weight is
+    1/(1+e^√2) = 0.196; bf16 would round them to 362 and 360 (spacing 2 there) and give 1/(1+e^2) = 0.119."""
+    bf16 = torch.bfloat16
+    q = torch.full((1, 1, 2, 2), 16.0, dtype=bf16)
+    k = torch.tensor([[16.0, 16.0], [16.0, 15.875]], dtype=bf16).reshape(1, 1, 2, 2)
+    v = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=bf16).reshape(1, 1, 2, 2)
+    centres = torch.zeros(1, 2, 2)
+    tau = torch.zeros(1, 1, 2, dtype=bf16)
+    out = ops.resolve(OP, "reference")(q, k, v, centres, tau, 0, 0.0)
+    assert out.dtype == bf16
+    second = 1 / (1 + math.exp(math.sqrt(2)))
+    torch.testing.assert_close(out.float(), torch.full((1, 1, 2, 2), second), rtol=0, atol=2**-8)
+
+
+def test_reference_dropout_drops_and_rescales(seed: int) -> None:
+    """Zero logits and v = I over Q = 8 visible keys: the output row is the dropped probability row, each entry
+    either 0 (dropped) or (1/8)/(1 − 1/2) = 1/4 (kept and rescaled); 64 entries, so both occur."""
+    Q = 8
+    eye = torch.eye(Q, dtype=F64)[None, None]
+    zeros = torch.zeros(1, 1, Q, Q, dtype=F64)
+    out = ops.resolve(OP, "reference")(zeros, zeros, eye, torch.zeros(1, Q, 2, dtype=F64),
+                                       torch.zeros(1, 1, Q, dtype=F64), 0, 0.5)
+    assert set(out.flatten().tolist()) == {0.0, 0.25}
+
+
 def test_reference_gradcheck(seed: int) -> None:
     inputs = leaves(spec.make_inputs(Case("t", {"B": 1, "H": 2, "Q": 5, "D": 3, "num_old": 3}), dtype=F64,
                                      seed=seed), F64)

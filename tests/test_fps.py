@@ -131,6 +131,13 @@ def test_short_row_is_an_error(impl: str) -> None:
         ops.resolve(OP, impl)(torch.zeros(2, 10, 3), torch.tensor([10, 3]), 4)
 
 
+def test_reference_short_row_names_the_row() -> None:
+    # The reference checks each row's length on the host (the kernels assert on the device, above): the message
+    # names the row, its length and K, word for word.
+    with pytest.raises(ValueError, match=r"^fps: lengths\[1\]=3 is smaller than num_samples=4$"):
+        ops.resolve(OP, "reference")(torch.zeros(2, 10, 3), torch.tensor([10, 3]), 4)
+
+
 @pytest.mark.parametrize("impl", ops.available(OP))
 @pytest.mark.parametrize(("args", "message"), [
     ((torch.zeros(1, 0, 3), torch.tensor([0]), 1), "N = 0"),
