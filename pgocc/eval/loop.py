@@ -9,7 +9,6 @@ training validation both use it).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,9 +53,7 @@ def predict_labels(model: nn.Module, readout: Readout, batch: Batch, text: torch
         cache: optional per-frame feature cache (sequential inference).
         autocast: run the network (not the readout) under ``torch.autocast`` in this dtype; None: as it is.
     """
-    context = (torch.autocast(batch.images.device.type, dtype=autocast) if autocast is not None
-               else contextlib.nullcontext())
-    with context:
+    with torch.autocast(batch.images.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
         prediction = model(batch, cache=cache) if cache is not None else model(batch)
     density, field = readout.similarity(prediction.final, text)
     labels = occupancy_labels(density, field[..., :len(column_labels)], column_labels, readout.cfg.density_threshold)
