@@ -174,8 +174,9 @@ def check_config(path: Path, cfg: ExperimentConfig) -> None:
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, cfg: ExperimentConfig
                     ) -> dict[str, Any]:
     """Load ``path`` into ``model`` and ``optimizer`` (collective), restore this rank's RNG states, and return its
-    extra state (step, data position, schedule). Raises CheckpointError for another config, another world size or
-    unreadable files."""
+    extra state (step, data position, schedule). On another process count than the one that wrote it, the extra state
+    is rank 0's with the data position resharded, ``resharded_from`` set, and the RNG streams seeded afresh (module
+    docstring). Raises CheckpointError for another config, a missing or inconsistent rank file, or unreadable files."""
     check_config(path, cfg)
     first = _rank_file(path, 0)
     written = first.get("world_size")
