@@ -19,7 +19,9 @@
 # TRAIN_TIMEOUT (s) stops a training run that would not finish inside the device call; its curves still come back.
 # THRESHOLDS and SCORE_WORLDS (default "train heldout") choose the final scoring runs; each trained model is also
 # scored on the held-out world at VAL_THRESHOLD under bf16 autocast (pgocc infer --autocast bf16).
-# KEEP_WORLDS=1 reuses the worlds of an earlier call on the same machine (/tmp/worlds).
+# KEEP_WORLDS=1 reuses the worlds of an earlier call on the same machine (/tmp/worlds). DUMP=N writes the trained
+# models' Gaussians (bench/dump_gaussians.py) on the held-out world and N training samples; SCORING=0 then skips the
+# scoring runs.
 #
 # TEXT_TABLE: the text_prototypes.npz of a world written where MiniLM is installed (the GPU image has no MiniLM;
 # make-synthetic then embeds the prompts from that table, giving the same features).
@@ -94,6 +96,20 @@ for fidelity in "${FIDELITIES[@]}"; do
   cp $R/$fidelity/model.safetensors "$OUT/$fidelity.safetensors" || echo "learn_gpu: $fidelity did not finish"
 done
 echo "learn_gpu: trained in $(( $(date +%s) - start )) s"
+
+# DUMP=N: each trained model's final Gaussians on the held-out samples and on the first N training samples, for
+# the readout study on the CPU (bench/readout_study.py).
+if [[ -n ${DUMP:-} ]]; then
+  for fidelity in "${FIDELITIES[@]}"; do
+    [[ -f $R/$fidelity/model.safetensors ]] || continue
+    python3 bench/dump_gaussians.py --checkpoint $R/$fidelity/model.safetensors --dataroot $W/heldout \
+      --num-samples "${SCORE_SAMPLES:-32}" --out "$OUT/$fidelity.heldout-gaussians.npz" 2>&1 | tail -n 1
+    python3 bench/dump_gaussians.py --checkpoint $R/$fidelity/model.safetensors --dataroot $W/train \
+      --num-samples "$DUMP" --out "$OUT/$fidelity.train-gaussians.npz" 2>&1 | tail -n 1
+  done
+  echo "learn_gpu: dumped in $(( $(date +%s) - start )) s"
+fi
+[[ ${SCORING:-1} == 1 ]] || exit 0
 
 # The readout's opacity threshold is calibrated on the training world and then applied to the held-out world: each
 # trained model is scored on both at every threshold of THRESHOLDS. The runs share the GPU, all at once.

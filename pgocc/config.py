@@ -141,6 +141,11 @@ class ModelConfig:
     voxel_cutoff: float = 5.0
     """Mahalanobis radius of each Gaussian's support in the readout (inf: the exact sum of the released voxelizer;
     5 drops at most 3.7e-6 of a Gaussian's peak, see pgocc.ops.gs2vox)."""
+    voxel_average: bool = False
+    """Readout reads each voxel's density and features as the field's mean over the voxel instead of its value at the
+    centre (each kept Gaussian convolved with the voxel's box, the box taken as a Gaussian of variance size²/12 per
+    axis: pgocc.model.readout.voxel_average). Neither the paper nor the release does this; it keeps a Gaussian
+    smaller than a voxel from vanishing between voxel centres (bench/RESULTS.md, "Readout study")."""
     anisotropic_sampling: bool | None = None
     """Sample points c + R(q)(s ⊙ o) with the previous stage's Gaussians (paper) instead of the isotropic box
     c + box ⊙ o (released). None: as fidelity says."""
@@ -656,7 +661,7 @@ def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:
 INFERENCE_FREE_FIELDS: frozenset[str] = frozenset({
     "model.checkpoint_activations", "model.backbone_weights", "model.frozen_stages", "model.dropout",
     "model.opacity_threshold", "model.min_variance", "model.density_threshold", "model.voxel_cutoff",
-    "model.voxel_size"})
+    "model.voxel_size", "model.voxel_average"})
 """Fields of the ``model`` section that do not change the trained weights (training-only switches and the readout's
 thresholds and grid): an inference may set them differently from the checkpoint's config."""
 

@@ -1,6 +1,7 @@
 """Readout: Gaussians → Occ3D labels and per-voxel text similarity (docs/model.md §6).
 
-    Gaussians ─ filters (opacity, range, min variance) ─ sim = features · prototypes ─ gs2vox ─ density, field
+    Gaussians ─ filters (opacity, range, min variance) ─ [voxel_average] ─ sim = features · prototypes ─ gs2vox
+              ─ density, field
     field ─ group max per label ─ argmax ─ label; density ≤ threshold ─ free
 
 Filtered-out Gaussians get opacity 0 instead of being removed: their weight ``o · exp(…)`` is then exactly 0, so the
@@ -32,6 +33,28 @@ def keep_mask(g: Gaussians, lo: Sequence[float], hi: Sequence[float], *, opacity
     diag = (rot.square() * g.scales.square().unsqueeze(-2)).sum(-1)                     # [B, Q, 3] = diag Σ
     return ((g.opacities > opacity_threshold) & inside_range(g.means, lo, hi, strict=False)
             & (diag.amin(-1) > min_variance))
+
+
+def voxel_average(scales: torch.Tensor, opacities: torch.Tensor, voxel_size: float
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scales and opacities of Gaussians whose value at a point is the mean of the given Gaussians over the voxel
+    (edge ``voxel_size``) centred there, the voxel's uniform box approximated by an isotropic Gaussian of the same
+    variance b = size²/12 per axis.
+
+    Convolving o·exp(−½ xᵀΣ⁻¹x), Σ = R diag(s²) Rᵀ, with the normalised N(0, b I) keeps R and the integral:
+    Σ' = Σ + b I = R diag(s² + b) Rᵀ, and the peak becomes o·sqrt(det Σ / det Σ') = o·Π_i s_i / s'_i. A Gaussian much
+    larger than a voxel is unchanged; a thin one (a surface) is widened to about a voxel and dimmed by the same
+    factor, so the voxel it passes through still holds its mass.
+
+    Args:
+        scales: [..., 3] standard deviations.
+        opacities: [...] peaks (0 for an absent Gaussian stays 0).
+
+    Returns:
+        scales [..., 3] and opacities [...].
+    """
+    widened = (scales.square() + voxel_size * voxel_size / 12.0).sqrt()
+    return widened, opacities * (scales / widened).prod(-1)
 
 
 def _label_tables(column_labels: Sequence[int]) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
@@ -124,8 +147,10 @@ class Readout(nn.Module):
         sim = torch.einsum("bqd,kd->bqk", g.features, text.to(g.features.dtype))
         grid = {} if points is not None else {"grid_origin": self.origin, "voxel_size": self.cfg.voxel_size,
                                               "grid_dims": self.dims}
-        return self._gs2vox(g.means, g.quats, g.scales, self.kept_opacities(g), sim, points,
-                            cutoff=self.cfg.voxel_cutoff, **grid)
+        scales, opacities = g.scales, self.kept_opacities(g)
+        if self.cfg.voxel_average:
+            scales, opacities = voxel_average(scales, opacities, self.cfg.voxel_size)
+        return self._gs2vox(g.means, g.quats, scales, opacities, sim, points, cutoff=self.cfg.voxel_cutoff, **grid)
 
     def forward(self, g: Gaussians, prototypes: torch.Tensor, column_labels: Sequence[int]) -> torch.Tensor:
         """Occ3D labels [B, X, Y, Z] uint8 (17 = free).

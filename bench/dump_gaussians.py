@@ -1,0 +1,81 @@
+"""Write a trained model's final Gaussians on a world's samples, with the samples' camera-visible Occ3D labels, so
+that readout variants can be studied on the CPU without the network (bench/readout_study.py).
+
+    python bench/dump_gaussians.py --checkpoint paper.safetensors --dataroot WORLD --num-samples 16 --out dump.npz
+
+The file holds, for N samples of Q Gaussians each: means, quats, scales [N, Q, 3|4|3] and opacities [N, Q] in float32,
+``sim`` [N, Q, 21], the raw dot products of each Gaussian's features with the 21 Occ3D prompt prototypes (float16:
+what the readout compares), ``column_labels`` [21], the readout's grid origin and thresholds, and per sample the flat indices of its ``mask_camera`` voxels
+(``mask_index``, concatenated; ``mask_count`` [N] per sample) and the ground-truth labels there (``mask_labels``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pgocc.data.dataset import build_dataset, make_loader
+from pgocc.eval.infer import build_model, resolve_experiment
+from pgocc.eval.loop import load_prototypes
+from pgocc.eval.predictions import write_npz
+from pgocc.text import OCC3D_GROUP_LABELS, OCC3D_PROMPT_GROUP, OCC3D_PROMPTS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, required=True, help="an exported model (.safetensors)")
+    parser.add_argument("--dataroot", type=Path, required=True, help="a world with Occ3D labels")
+    parser.add_argument("--split", default="all")
+    parser.add_argument("--num-samples", type=int, default=None, metavar="N", help="the first N samples; None: all")
+    parser.add_argument("--out", type=Path, required=True, help="the .npz to write")
+    args = parser.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    overrides = [f"data.dataroot={args.dataroot}", f"data.val_split={args.split}", "data.num_workers=4"]
+    exp = resolve_experiment(args.checkpoint, None, overrides, device, default="")
+    cfg = exp.cfg
+    model, readout, _ = build_model(cfg, device, args.checkpoint, exp.state, exp.config)
+    prototypes = load_prototypes(args.dataroot / "text_prototypes.npz", cfg.model.ov_dims)
+    text = prototypes.encode(list(OCC3D_PROMPTS)).to(device)                                # [21, D]
+    dataset = build_dataset(cfg.data, args.split, num_frames=cfg.model.num_frames, feature_dim=cfg.model.ov_dims,
+                            mode="test")
+    count = min(args.num_samples or len(dataset), len(dataset))
+    loader = make_loader(torch.utils.data.Subset(dataset, list(range(count))),
+                         dataclasses.replace(cfg.data, batch_size=1), shuffle=False)
+    arrays: dict[str, list[np.ndarray]] = {k: [] for k in ("means", "quats", "scales", "opacities", "sim",
+                                                             "mask_index", "mask_count", "mask_labels")}
+    tokens: list[str] = []
+    with torch.no_grad():
+        for batch in tqdm(loader, total=count, desc="dump_gaussians", unit="sample"):
+            if batch.semantics is None or batch.mask_camera is None:
+                raise SystemExit(f"{args.dataroot}: samples without Occ3D labels; the dump needs them")
+            batch = batch.to(device)
+            prediction = model(batch)
+            prediction.checks.raise_if_failed()
+            g = prediction.final
+            for name in ("means", "quats", "scales"):
+                arrays[name].append(getattr(g, name)[0].float().cpu().numpy())
+            arrays["opacities"].append(g.opacities[0].float().cpu().numpy())
+            arrays["sim"].append((g.features[0].float() @ text.T).cpu().numpy().astype(np.float16))
+            mask = batch.mask_camera[0].reshape(-1).cpu().numpy()
+            index = np.flatnonzero(mask).astype(np.int32)
+            arrays["mask_index"].append(index)
+            arrays["mask_count"].append(np.array([index.size], np.int64))
+            arrays["mask_labels"].append(batch.semantics[0].reshape(-1).cpu().numpy()[index].astype(np.uint8))
+            tokens.extend(batch.sample_tokens)
+    stacked = {k: (np.concatenate(v) if k.startswith("mask_") else np.stack(v)) for k, v in arrays.items()}
+    write_npz(args.out, **stacked, tokens=np.array(tokens),
+              column_labels=np.array([OCC3D_GROUP_LABELS[g] for g in OCC3D_PROMPT_GROUP], np.int64),
+              opacity_threshold=np.array(cfg.model.opacity_threshold), voxel_size=np.array(cfg.model.voxel_size),
+              grid_origin=np.array(readout.origin), density_threshold=np.array(cfg.model.density_threshold),
+              min_variance=np.array(cfg.model.min_variance))
+    print(f"dump_gaussians: {count} samples × {stacked['means'].shape[1]} Gaussians → {args.out}")
+
+
+if __name__ == "__main__":
+    main()
