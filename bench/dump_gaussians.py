@@ -33,10 +33,12 @@ def main() -> None:
     parser.add_argument("--split", default="all")
     parser.add_argument("--num-samples", type=int, default=None, metavar="N", help="the first N samples; None: all")
     parser.add_argument("--out", type=Path, required=True, help="the .npz to write")
+    parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                        help="further config override (repeatable), e.g. kernels.gs_raster=reference on a CPU")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    overrides = [f"data.dataroot={args.dataroot}", f"data.val_split={args.split}", "data.num_workers=4"]
+    overrides = [f"data.dataroot={args.dataroot}", f"data.val_split={args.split}", "data.num_workers=4", *args.set]
     exp = resolve_experiment(args.checkpoint, None, overrides, device, default="")
     cfg = exp.cfg
     model, readout, _ = build_model(cfg, device, args.checkpoint, exp.state, exp.config)

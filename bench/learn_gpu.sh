@@ -11,7 +11,9 @@
 #   TEXT_TABLE=FILE STEPS=2000 TRAIN_SCENES=16 HELDOUT_SCENES=4 KEYFRAMES=8 bash bench/learn_gpu.sh
 #
 # FIDELITIES (default "paper released") are trained side by side; SET holds further space-separated overrides of
-# CONFIG applied to every run, trained or untrained (e.g. SET="model.num_queries=4000,1000,1000").
+# CONFIG applied to every run, trained or untrained (e.g. SET="model.num_queries=4000,1000,1000"). RUNS, in place of
+# FIDELITIES, names runs NAME=FIDELITY with their own overrides in SET_<NAME>, e.g.
+#   RUNS="g2k=paper g6k=paper" SET_g6k="model.num_queries=4000,1000,1000"
 #
 # STEPS=auto fits the run into TRAIN_BUDGET seconds (default 330): a PROBE_STEPS-step (default 60) probe of both
 # fidelities side by side measures the step time first, so one device call (10 minutes at most) holds worlds,
@@ -34,7 +36,7 @@ TEXT_TABLE=${TEXT_TABLE:?set TEXT_TABLE to a world\'s text_prototypes.npz}
 STEPS=${STEPS:-2000}
 KEYFRAMES=${KEYFRAMES:-8}
 CONFIG=${CONFIG:-configs.small:small}
-read -r -a FIDELITIES <<< "${FIDELITIES:-paper released}"
+read -r -a RUNS <<< "${RUNS:-${FIDELITIES:-paper released}}"
 OVERRIDES=()
 for kv in ${SET:-}; do OVERRIDES+=(--set "$kv"); done
 W=/tmp/worlds
@@ -51,25 +53,29 @@ if [[ "${KEEP_WORLDS:-0}" != 1 || ! -f $W/heldout.done ]]; then
 fi
 echo "learn_gpu: worlds ready in $(( $(date +%s) - start )) s"
 
-# train FIDELITY OUT_DIR SETTINGS...: one training run on the training world, validated on the held-out world.
+# train NAME[=FIDELITY] OUT_DIR SETTINGS...: one training run on the training world, validated on the held-out
+# world, with the overrides of SET and of SET_<NAME>.
 train() {
-  local fidelity=$1 dir=$2; shift 2
+  local name=${1%%=*} fidelity=${1#*=} dir=$2; shift 2
+  local own="SET_${name//-/_}" extra=()
+  for kv in ${!own:-}; do extra+=(--set "$kv"); done
   timeout "${TRAIN_TIMEOUT:-1200}" python3 -m pgocc train --config "$CONFIG" --dataroot $W/train \
     --set data.val_dataroot=$W/heldout --set model.fidelity="$fidelity" --set data.num_workers=6 \
-    --set model.opacity_threshold="${VAL_THRESHOLD:-0.3}" "${OVERRIDES[@]}" --out "$dir" "$@" > "$dir.log" 2>&1
+    --set model.opacity_threshold="${VAL_THRESHOLD:-0.3}" "${OVERRIDES[@]}" "${extra[@]}" --out "$dir" "$@" \
+    > "$dir.log" 2>&1
 }
 
 if [[ $STEPS == auto ]]; then
   # The fidelities side by side, as the real run; the step time of the last window (Triton compiled, workers warm).
   pids=()
-  for fidelity in "${FIDELITIES[@]}"; do
-    train $fidelity $R/probe-$fidelity --set train.num_steps="${PROBE_STEPS:-60}" \
+  for run in "${RUNS[@]}"; do name=${run%%=*}
+    train $run $R/probe-$name --set train.num_steps="${PROBE_STEPS:-60}" \
       --set train.log_every=$(( (${PROBE_STEPS:-60} + 2) / 3 )) \
       --set train.val_samples=0 --set train.checkpoint_every=0 & pids+=($!)
   done
   wait "${pids[@]}"
   probe_end=$(date +%s)
-  STEPS=$(python3 - "$R" "${TRAIN_BUDGET:-330}" "${MIN_STEPS:-100}" "${#FIDELITIES[@]}" <<'PY'
+  STEPS=$(python3 - "$R" "${TRAIN_BUDGET:-330}" "${MIN_STEPS:-100}" "${#RUNS[@]}" <<'PY'
 import json, pathlib, sys
 root, budget, least = pathlib.Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 times = [json.loads(p.read_text().splitlines()[-1])["step_time"] for p in root.glob("probe-*/metrics.jsonl")]
@@ -83,29 +89,29 @@ PY
 fi
 
 pids=()
-for fidelity in "${FIDELITIES[@]}"; do
-  train $fidelity $R/$fidelity --set train.num_steps="$STEPS" --set train.val_every=$(( (STEPS + 3) / 4 )) \
+for run in "${RUNS[@]}"; do name=${run%%=*}
+  train $run $R/$name --set train.num_steps="$STEPS" --set train.val_every=$(( (STEPS + 3) / 4 )) \
     --set train.checkpoint_every=0 --export-fp16 & pids+=($!)
 done
 python3 bench/learning_baselines.py --train-world $W/train --heldout-world $W/heldout \
   --num-samples "${SCORE_SAMPLES:-32}" > "$OUT/baselines.json" &
 wait "${pids[@]}"
-for fidelity in "${FIDELITIES[@]}"; do
-  tail -n 4 $R/$fidelity.log
-  cp $R/$fidelity/metrics.jsonl "$OUT/$fidelity.metrics.jsonl"
-  cp $R/$fidelity/model.safetensors "$OUT/$fidelity.safetensors" || echo "learn_gpu: $fidelity did not finish"
+for run in "${RUNS[@]}"; do name=${run%%=*}
+  tail -n 4 $R/$name.log
+  cp $R/$name/metrics.jsonl "$OUT/$name.metrics.jsonl"
+  cp $R/$name/model.safetensors "$OUT/$name.safetensors" || echo "learn_gpu: $name did not finish"
 done
 echo "learn_gpu: trained in $(( $(date +%s) - start )) s"
 
 # DUMP=N: each trained model's final Gaussians on the held-out samples and on the first N training samples, for
 # the readout study on the CPU (bench/readout_study.py).
 if [[ -n ${DUMP:-} ]]; then
-  for fidelity in "${FIDELITIES[@]}"; do
-    [[ -f $R/$fidelity/model.safetensors ]] || continue
-    python3 bench/dump_gaussians.py --checkpoint $R/$fidelity/model.safetensors --dataroot $W/heldout \
-      --num-samples "${SCORE_SAMPLES:-32}" --out "$OUT/$fidelity.heldout-gaussians.npz" 2>&1 | tail -n 1
-    python3 bench/dump_gaussians.py --checkpoint $R/$fidelity/model.safetensors --dataroot $W/train \
-      --num-samples "$DUMP" --out "$OUT/$fidelity.train-gaussians.npz" 2>&1 | tail -n 1
+  for run in "${RUNS[@]}"; do name=${run%%=*}
+    [[ -f $R/$name/model.safetensors ]] || continue
+    python3 bench/dump_gaussians.py --checkpoint $R/$name/model.safetensors --dataroot $W/heldout \
+      --num-samples "${SCORE_SAMPLES:-32}" --out "$OUT/$name.heldout-gaussians.npz" 2>&1 | tail -n 1
+    python3 bench/dump_gaussians.py --checkpoint $R/$name/model.safetensors --dataroot $W/train \
+      --num-samples "$DUMP" --out "$OUT/$name.train-gaussians.npz" 2>&1 | tail -n 1
   done
   echo "learn_gpu: dumped in $(( $(date +%s) - start )) s"
 fi
@@ -119,18 +125,18 @@ INFER=(--set data.val_split=all --pictures 0 --num-samples "${SCORE_SAMPLES:-32}
 L=$OUT/scoring
 mkdir -p "$L"
 python3 -m pgocc infer --config "$CONFIG" "${OVERRIDES[@]}" --dataroot $W/heldout "${INFER[@]}" --out $R/untrained > $L/untrained.log 2>&1 &
-for fidelity in "${FIDELITIES[@]}"; do
-  [[ -f $R/$fidelity/model.safetensors ]] || continue
+for run in "${RUNS[@]}"; do name=${run%%=*}
+  [[ -f $R/$name/model.safetensors ]] || continue
   for t in ${THRESHOLDS:-0.6 0.3 0.15}; do
     for world in ${SCORE_WORLDS:-train heldout}; do
-      python3 -m pgocc infer --checkpoint $R/$fidelity/model.safetensors --dataroot $W/$world "${INFER[@]}" \
-        --set model.opacity_threshold="$t" --out "$R/$world-$fidelity-$t" > "$L/$world-$fidelity-$t.log" 2>&1 &
+      python3 -m pgocc infer --checkpoint $R/$name/model.safetensors --dataroot $W/$world "${INFER[@]}" \
+        --set model.opacity_threshold="$t" --out "$R/$world-$name-$t" > "$L/$world-$name-$t.log" 2>&1 &
     done
   done
   # The same model under bf16 autocast (issue 18: bf16 against fp32 on a trained model's held-out metrics).
-  python3 -m pgocc infer --checkpoint $R/$fidelity/model.safetensors --dataroot $W/heldout "${INFER[@]}" \
+  python3 -m pgocc infer --checkpoint $R/$name/model.safetensors --dataroot $W/heldout "${INFER[@]}" \
     --set model.opacity_threshold="${VAL_THRESHOLD:-0.3}" --autocast bf16 \
-    --out "$R/heldout-$fidelity-${VAL_THRESHOLD:-0.3}-bf16" > "$L/heldout-$fidelity-bf16.log" 2>&1 &
+    --out "$R/heldout-$name-${VAL_THRESHOLD:-0.3}-bf16" > "$L/heldout-$name-bf16.log" 2>&1 &
 done
 wait
 python3 - "$R" > "$OUT/heldout.json" <<'PY'
