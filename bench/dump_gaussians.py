@@ -3,10 +3,11 @@ that readout variants can be studied on the CPU without the network (bench/reado
 
     python bench/dump_gaussians.py --checkpoint paper.safetensors --dataroot WORLD --num-samples 16 --out dump.npz
 
-The file holds, for N samples of Q Gaussians each: means, quats, scales [N, Q, 3|4|3] and opacities [N, Q] in float32,
-``sim`` [N, Q, 21], the raw dot products of each Gaussian's features with the 21 Occ3D prompt prototypes (float16:
-what the readout compares), ``column_labels`` [21], the readout's grid origin and thresholds, and per sample the flat indices of its ``mask_camera`` voxels
-(``mask_index``, concatenated; ``mask_count`` [N] per sample) and the ground-truth labels there (``mask_labels``).
+The file holds, for N samples of Q Gaussians each: means [N, Q, 3] and opacities [N, Q] in float32, quats and scales
+[N, Q, 4|3] in float16, ``sim`` [N, Q, 21] (float16), the raw dot products of each Gaussian's features with the 21
+Occ3D prompt prototypes (what the readout compares), ``column_labels`` [21], the readout's grid origin and
+thresholds, each sample's ``mask_camera`` as ``np.packbits`` of the flat grid (``mask_bits`` [N, X·Y·Z / 8]) and the
+ground-truth labels of its masked voxels in flat order (``mask_labels``, all samples concatenated).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def main() -> None:
     loader = make_loader(torch.utils.data.Subset(dataset, list(range(count))),
                          dataclasses.replace(cfg.data, batch_size=1), shuffle=False)
     arrays: dict[str, list[np.ndarray]] = {k: [] for k in ("means", "quats", "scales", "opacities", "sim",
-                                                             "mask_index", "mask_count", "mask_labels")}
+                                                             "mask_bits", "mask_labels")}
     tokens: list[str] = []
     with torch.no_grad():
         for batch in tqdm(loader, total=count, desc="dump_gaussians", unit="sample"):
@@ -60,17 +61,16 @@ def main() -> None:
             prediction = model(batch)
             prediction.checks.raise_if_failed()
             g = prediction.final
-            for name in ("means", "quats", "scales"):
-                arrays[name].append(getattr(g, name)[0].float().cpu().numpy())
+            arrays["means"].append(g.means[0].float().cpu().numpy())
+            for name in ("quats", "scales"):
+                arrays[name].append(getattr(g, name)[0].cpu().numpy().astype(np.float16))
             arrays["opacities"].append(g.opacities[0].float().cpu().numpy())
             arrays["sim"].append((g.features[0].float() @ text.T).cpu().numpy().astype(np.float16))
-            mask = batch.mask_camera[0].reshape(-1).cpu().numpy()
-            index = np.flatnonzero(mask).astype(np.int32)
-            arrays["mask_index"].append(index)
-            arrays["mask_count"].append(np.array([index.size], np.int64))
-            arrays["mask_labels"].append(batch.semantics[0].reshape(-1).cpu().numpy()[index].astype(np.uint8))
+            mask = batch.mask_camera[0].reshape(-1).cpu().numpy().astype(bool)
+            arrays["mask_bits"].append(np.packbits(mask))
+            arrays["mask_labels"].append(batch.semantics[0].reshape(-1).cpu().numpy()[mask].astype(np.uint8))
             tokens.extend(batch.sample_tokens)
-    stacked = {k: (np.concatenate(v) if k.startswith("mask_") else np.stack(v)) for k, v in arrays.items()}
+    stacked = {k: (np.concatenate(v) if k == "mask_labels" else np.stack(v)) for k, v in arrays.items()}
     write_npz(args.out, **stacked, tokens=np.array(tokens),
               column_labels=np.array([OCC3D_GROUP_LABELS[g] for g in OCC3D_PROMPT_GROUP], np.int64),
               opacity_threshold=np.array(cfg.model.opacity_threshold), voxel_size=np.array(cfg.model.voxel_size),

@@ -71,13 +71,12 @@ def main() -> None:
     variants: dict[str, Transform] = {"centre": centre, "voxel mean": mean_over_voxel}
     variants.update({f"floor {f:g}": floor(f) for f in args.scale_floor})
     metrics = {key: OccupancyMIoU() for key in itertools.product(variants, opacities, min_variances, densities)}
-    starts = np.concatenate([[0], np.cumsum(d["mask_count"])])
+    start = 0
     for i in range(num):
-        index = d["mask_index"][starts[i]:starts[i + 1]]
-        gt = np.full(int(np.prod(GRID_SHAPE)), FREE, np.uint8)
-        gt[index] = d["mask_labels"][starts[i]:starts[i + 1]]
-        mask = np.zeros(gt.size, bool)
-        mask[index] = True
+        mask = np.unpackbits(d["mask_bits"][i])[:int(np.prod(GRID_SHAPE))].astype(bool)
+        gt = np.full(mask.size, FREE, np.uint8)
+        gt[mask] = d["mask_labels"][start:start + int(mask.sum())]
+        start += int(mask.sum())
         gt, mask = gt.reshape(GRID_SHAPE), mask.reshape(GRID_SHAPE)
         g = Gaussians(*(torch.from_numpy(d[k][i:i + 1]).float() for k in ("means", "quats", "scales", "opacities")),
                       features=torch.from_numpy(d["sim"][i:i + 1]).float())
