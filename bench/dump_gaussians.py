@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--dataroot", type=Path, required=True, help="a world with Occ3D labels")
     parser.add_argument("--split", default="all")
     parser.add_argument("--num-samples", type=int, default=None, metavar="N", help="the first N samples; None: all")
+    parser.add_argument("--indices", type=lambda v: [int(i) for i in v.split(",")], default=None,
+                        help="comma-separated sample indices of the split instead of the first N")
     parser.add_argument("--out", type=Path, required=True, help="the .npz to write")
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                         help="further config override (repeatable), e.g. kernels.gs_raster=reference on a CPU")
@@ -47,8 +49,11 @@ def main() -> None:
     text = prototypes.encode(list(OCC3D_PROMPTS)).to(device)                                # [21, D]
     dataset = build_dataset(cfg.data, args.split, num_frames=cfg.model.num_frames, feature_dim=cfg.model.ov_dims,
                             mode="test")
-    count = min(args.num_samples or len(dataset), len(dataset))
-    loader = make_loader(torch.utils.data.Subset(dataset, list(range(count))),
+    chosen = args.indices or list(range(min(args.num_samples or len(dataset), len(dataset))))
+    if max(chosen) >= len(dataset):
+        raise SystemExit(f"--indices: {max(chosen)} is past the split's {len(dataset)} samples")
+    count = len(chosen)
+    loader = make_loader(torch.utils.data.Subset(dataset, chosen),
                          dataclasses.replace(cfg.data, batch_size=1), shuffle=False)
     arrays: dict[str, list[np.ndarray]] = {k: [] for k in ("means", "quats", "scales", "opacities", "sim",
                                                              "mask_bits", "mask_labels")}
