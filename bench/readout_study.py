@@ -1,7 +1,8 @@
 """Score readout variants on dumped Gaussians (bench/dump_gaussians.py), on the CPU, with the metrics of ``pgocc
 infer`` over the camera-visible voxels (bench/RESULTS.md, "Readout study").
 
-    python bench/readout_study.py DUMP.npz [--samples N] [--density 0.02 0.04] [--opacity 0.3] [--scale-floor 0.2]
+    python bench/readout_study.py DUMP.npz [--samples N] [--density 0.02 0.04] [--opacity 0.3] [--min-variance 0]
+        [--scale-floor 0.2] [--json FILE]
 
 Every variant applies the readout's filters (opacity, range, smallest variance) to the Gaussians as trained, then
 reads the field either at the voxel centres (``centre``, the paper's readout), at the centres with every standard
@@ -96,8 +97,8 @@ def main() -> None:
         s = metric.compute()
         per_class = {OCC3D_CLASSES[c]: round(float(s.per_class_iou[c]), 3) for c in EVAL_CLASSES
                      if not np.isnan(s.per_class_iou[c])}
-        print(f"{name:>12} opacity>{opacity:g} var>{min_variance:g} density>{thr:g}: mIoU {s.miou:.3f} geo {s.geometric_iou:.3f} "
-              f"above {s.geometric_iou_above_ground:.3f} | {per_class}")
+        print(f"{name:>12} opacity>{opacity:g} var>{min_variance:g} density>{thr:g}: mIoU {s.miou:.3f} "
+              f"geo {s.geometric_iou:.3f} above {s.geometric_iou_above_ground:.3f} | {per_class}")
         report[f"{name} | opacity>{opacity:g} | var>{min_variance:g} | density>{thr:g}"] = s.as_dict()
     if args.json:
         with open(args.json, "w") as f:
