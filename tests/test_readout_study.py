@@ -1,7 +1,7 @@
 """bench/dump_gaussians.py + bench/readout_study.py against ``pgocc infer``: the study's scores of the model's own
 readout, and of the voxel-mean readout, must be those of ``pgocc infer`` on the same samples (a wrong unpacking of
 the camera mask, a label misaligned with its voxel, another grid origin or a readout the project does not have would
-each change them)."""
+each change them by far more than the 1 % the dump's float16 storage allows)."""
 
 from __future__ import annotations
 
@@ -62,5 +62,6 @@ def test_study_scores_equal_those_of_infer(tiny_world: Path, exported: Path, tmp
         want = _infer(tiny_world, exported, tmp_path / name.replace(" ", "_"), *sets)
         got = study[f"{name} | {row}"]
         assert want["geometric_iou"] > 0, "the test model should occupy voxels"
+        # The dump stores scales, rotations and similarities in float16: a voxel at the density threshold may flip.
         for key in ("miou", "geometric_iou", "geometric_iou_above_ground"):
-            assert got[key] == pytest.approx(want[key], abs=1e-9), (name, key)
+            assert got[key] == pytest.approx(want[key], rel=0.01), (name, key)
