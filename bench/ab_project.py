@@ -67,6 +67,7 @@ import triton  # noqa: E402
 
 import kernels_triton.gs_raster._project as new_project  # noqa: E402
 import kernels_triton.gs_raster.op as op  # noqa: E402
+from bench.cuda_timing import cuda_ms_per_call  # noqa: E402
 from pgocc import ops  # noqa: E402
 
 spec = ops.contract("gs_raster")
@@ -165,21 +166,8 @@ def time_ms(step: Callable, cuda: bool, rounds: int) -> float:
             step()
             times.append((time.perf_counter() - t0) * 1e3)
         return statistics.median(times)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    step()
-    end.record()
-    torch.cuda.synchronize()
-    calls = max(1, min(MAX_CALLS, math.ceil(ROUND_MS / max(start.elapsed_time(end), 1e-3))))
-    times = []
-    for _ in range(rounds):
-        start.record()
-        for _ in range(calls):
-            step()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / calls)
-    return statistics.median(times)
+    calls = max(1, min(MAX_CALLS, math.ceil(ROUND_MS / max(cuda_ms_per_call(step, 1), 1e-3))))
+    return statistics.median(cuda_ms_per_call(step, calls) for _ in range(rounds))
 
 
 def identical(a: list, b: list) -> bool:

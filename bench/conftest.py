@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import torch
 
+from bench.cuda_timing import cuda_ms_per_call
+
 BENCH_ROUNDS = int(os.environ.get("PGOCC_BENCH_ROUNDS", "15"))
 ROUND_MS = 50.0
 """Least GPU time queued per timed round (until 2026-11-24: 1 ms, which exposed the ~0.1-0.3 ms host overhead of a
@@ -110,24 +112,13 @@ def gpu_bench(benchmark: Any) -> Callable[..., dict[str, float]]:
         for _ in range(3):  # autotune, JIT and compile happen here, untimed
             step()
         torch.cuda.synchronize()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        step()
-        end.record()
-        torch.cuda.synchronize()
-        k = max(1, min(100, int(ROUND_MS / max(start.elapsed_time(end), 1e-3))))
+        k = max(1, min(100, int(ROUND_MS / max(cuda_ms_per_call(step, 1), 1e-3))))
         torch.cuda.reset_peak_memory_stats()
         base_mem = torch.cuda.memory_allocated()
         per_call: list[float] = []
 
         def timed_round() -> None:
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            for _ in range(k):
-                step()
-            e.record()
-            torch.cuda.synchronize()
-            per_call.append(s.elapsed_time(e) / k)
+            per_call.append(cuda_ms_per_call(step, k))
 
         benchmark.group = group
         benchmark.pedantic(timed_round, rounds=BENCH_ROUNDS, warmup_rounds=1, iterations=1)
