@@ -5,9 +5,9 @@ that readout variants can be studied on the CPU without the network (bench/reado
 
 The file holds, for N samples of Q Gaussians each: means [N, Q, 3] and opacities [N, Q] in float32, quats and scales
 [N, Q, 4|3] in float16, ``sim`` [N, Q, 21] (float16), the raw dot products of each Gaussian's features with the 21
-Occ3D prompt prototypes (what the readout compares), ``column_labels`` [21], the readout's grid origin and
-thresholds, each sample's ``mask_camera`` as ``np.packbits`` of the flat grid (``mask_bits`` [N, X·Y·Z / 8]) and the
-ground-truth labels of its masked voxels in flat order (``mask_labels``, all samples concatenated).
+Occ3D prompt prototypes (what the readout compares), ``column_labels`` [21], the readout's grid origin, thresholds
+and cut-off, each sample's ``mask_camera`` as ``np.packbits`` of the flat grid (``mask_bits`` [N, X·Y·Z / 8]) and
+the ground-truth labels of its masked voxels in flat order (``mask_labels``, all samples concatenated).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def main() -> None:
               column_labels=np.array([OCC3D_GROUP_LABELS[g] for g in OCC3D_PROMPT_GROUP], np.int64),
               opacity_threshold=np.array(cfg.model.opacity_threshold), voxel_size=np.array(cfg.model.voxel_size),
               grid_origin=np.array(readout.origin), density_threshold=np.array(cfg.model.density_threshold),
-              min_variance=np.array(cfg.model.min_variance))
+              min_variance=np.array(cfg.model.min_variance), voxel_cutoff=np.array(cfg.model.voxel_cutoff))
     print(f"dump_gaussians: {count} samples × {stacked['means'].shape[1]} Gaussians → {args.out}")
 
 

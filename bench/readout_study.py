@@ -40,12 +40,6 @@ def floor(value: float) -> Transform:
     return lambda scales, opacities, voxel: (scales.clamp_min(value), opacities)
 
 
-def mean_over_voxel(scales: torch.Tensor, opacities: torch.Tensor, voxel: float
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The field averaged over each voxel (the readout's ``voxel_average``)."""
-    return voxel_average(scales, opacities, voxel)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dump", help="a .npz of bench/dump_gaussians.py")
@@ -66,10 +60,11 @@ def main() -> None:
     origin = tuple(float(v) for v in d["grid_origin"])
     upper = tuple(o + n * voxel for o, n in zip(origin, GRID_SHAPE, strict=True))
     column_labels = [int(c) for c in d["column_labels"]]
+    cutoff = float(d["voxel_cutoff"])
     densities = args.density or [float(d["density_threshold"])]
     opacities = args.opacity or [float(d["opacity_threshold"])]
     min_variances = args.min_variance or [float(d["min_variance"])]
-    variants: dict[str, Transform] = {"centre": centre, "voxel mean": mean_over_voxel}
+    variants: dict[str, Transform] = {"centre": centre, "voxel mean": voxel_average}
     variants.update({f"floor {f:g}": floor(f) for f in args.scale_floor})
     metrics = {key: OccupancyMIoU() for key in itertools.product(variants, opacities, min_variances, densities)}
     start = 0
@@ -87,7 +82,7 @@ def main() -> None:
                 kept = torch.where(keep, g.opacities, torch.zeros_like(g.opacities))
                 scales, weights = transform(g.scales, kept, voxel)
                 density, field = gs2vox_boxed(g.means, g.quats, scales, weights, g.features, grid_origin=origin,
-                                              voxel_size=voxel, grid_dims=GRID_SHAPE, cutoff=5.0)
+                                              voxel_size=voxel, grid_dims=GRID_SHAPE, cutoff=cutoff)
                 for thr in densities:
                     labels = occupancy_labels(density, field, column_labels, thr)[0].numpy()
                     metrics[(name, opacity, min_variance, thr)].update(labels, gt, mask)
