@@ -8,15 +8,14 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from pgocc.cli import main
 from pgocc.config import apply_overrides, load_experiment
 from pgocc.eval import demo, rays
-from pgocc.model import PGOcc
 from pgocc.synthetic.writer import WorldSpec
 from pgocc.training.checkpoint import export_model
+from tests.test_infer import opaque_state
 
 SETS = ["data.render_size=45,80", "model.num_queries=24,8,8", "data.num_workers=0", "train.num_steps=30"]
 SPEC = WorldSpec(seed=5, scenes=1, keyframes=2, sweeps=1, width=320, height=180, text_encoder="hash")
@@ -27,11 +26,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An exported tiny model whose Gaussian heads output opaque 0.3 m Gaussians (so the readout has occupied
     voxels), with a metrics.jsonl beside it that ends at its train.num_steps."""
     cfg = apply_overrides(load_experiment("configs.tiny:tiny"), SETS)
-    state = PGOcc(cfg.model, cfg.kernels).state_dict()
-    for s in range(3):
-        state[f"gaussian_heads.{s}.2.weight"].zero_()
-        state[f"gaussian_heads.{s}.2.bias"].copy_(torch.tensor([0, 0, 0, 1, 0, 0, 0, -3, -3, -3, 4.0]))
-    path = export_model(state, cfg, tmp_path_factory.mktemp("ckpt") / "model.safetensors")
+    path = export_model(opaque_state(SETS), cfg, tmp_path_factory.mktemp("ckpt") / "model.safetensors")
     record = {"loss": 1.0, "depth_l1_2": 1.0, "depth_silog_2": 1.0, "feat_cos_2": 0.5, "warp_2": 0.1,
               "opacity_mean_2": 0.5, "opacity_above_threshold_2": 0.5, "scale_median_2": 0.3}
     lines = [json.dumps({"step": s, **record}) for s in (10, 20, 30)]

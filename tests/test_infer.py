@@ -42,15 +42,21 @@ def _model(sets: list[str] = SETS) -> PGOcc:
     return PGOcc(cfg.model, cfg.kernels)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A state dict whose Gaussian heads output fixed, opaque, 0.3 m Gaussians at their FPS points, so the readout
-    has occupied voxels (a random model's Gaussians mostly fail the opacity filter)."""
-    state = _model().state_dict()
+def opaque_state(sets: list[str] = SETS) -> dict[str, torch.Tensor]:
+    """State dict of configs.tiny (with ``sets``) whose Gaussian heads output fixed, opaque, 0.3 m Gaussians at their
+    FPS points, so the readout has occupied voxels (a random model's Gaussians mostly fail the opacity filter)."""
+    state = _model(sets).state_dict()
     for s in range(3):
         state[f"gaussian_heads.{s}.2.weight"].zero_()
         # raw = (Δ = 0 | quaternion 1, 0, 0, 0 | scale 6.4·σ(−3) ≈ 0.3 m | opacity σ(4) ≈ 0.98)
         state[f"gaussian_heads.{s}.2.bias"].copy_(torch.tensor([0, 0, 0, 1, 0, 0, 0, -3, -3, -3, 4.0]))
+    return state
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:func:`opaque_state` saved as a plain state dict."""
+    state = opaque_state()
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
     torch.save(state, path)
     return path

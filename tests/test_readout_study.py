@@ -12,16 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from bench import dump_gaussians, readout_study
 from pgocc.cli import main
 from pgocc.config import apply_overrides, load_experiment
-from pgocc.model import PGOcc
 from pgocc.training.checkpoint import export_model
 from tests.data_fixtures import tiny_world  # noqa: F401
-
-SETS = ["data.render_size=45,80", "model.num_queries=24,8,8", "data.num_workers=0"]
+from tests.test_infer import SETS, opaque_state
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +26,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """configs.tiny with Gaussian heads that output opaque 0.3-m Gaussians at their FPS points (so that the readout
     has occupied voxels), exported with its config."""
     cfg = apply_overrides(load_experiment("configs.tiny:tiny"), SETS)
-    state = PGOcc(cfg.model, cfg.kernels).state_dict()
-    for s in range(3):
-        state[f"gaussian_heads.{s}.2.weight"].zero_()
-        state[f"gaussian_heads.{s}.2.bias"].copy_(torch.tensor([0, 0, 0, 1, 0, 0, 0, -3, -3, -3, 4.0]))
-    return export_model(state, cfg, tmp_path_factory.mktemp("export") / "model.safetensors")
+    return export_model(opaque_state(SETS), cfg, tmp_path_factory.mktemp("export") / "model.safetensors")
 
 
 def _infer(world: Path, checkpoint: Path, out: Path, *sets: str) -> dict[str, float]:
