@@ -3,7 +3,8 @@
 # (other seed), train configs.small:small in paper and released fidelity side by side with validation on the
 # held-out world, then score on both worlds the untrained model, the label-only baselines and both trained models
 # (THRESHOLDS: the readout opacity thresholds scored; VAL_THRESHOLD: the one of the validation during training).
-# Writes to $OUT: device.txt, log.txt, <fidelity>.metrics.jsonl, <fidelity>.safetensors (the exported fp16 models,
+# Writes to $OUT: device.txt, log.txt, <run>.metrics.jsonl, <run>.safetensors (<run>: the fidelity, or the NAME of
+# RUNS below; the exported fp16 models,
 # config embedded), baselines.json, heldout.json, scoring/*.log. One 10-minute call holds the worlds (65 s on 16
 # cores), the probe (80 s), TRAIN_BUDGET and the scoring: on an H100 with 6000 Gaussians, TRAIN_BUDGET=330 left too
 # little time for the scoring (bench/RESULTS.md); 4 scoring runs of 32 samples took 47 s in a call of their own.
