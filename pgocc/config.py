@@ -135,7 +135,8 @@ class ModelConfig:
     opacity_threshold: float = 0.6
     """Readout keeps Gaussians with opacity above this."""
     min_variance: float = 0.0025
-    """Readout keeps Gaussians whose smallest world-axis variance (m²) exceeds this (6·min diag Σ > 0.015)."""
+    """Readout keeps Gaussians whose smallest world-axis variance (m²) exceeds this (6·min diag Σ > 0.015); 0 keeps
+    every Gaussian of positive variance."""
     density_threshold: float = 0.04
     """Voxels with Gaussian density at most this are free."""
     voxel_cutoff: float = 5.0
@@ -208,8 +209,9 @@ class ModelConfig:
                  f"must be None or in (0, model.max_scale={self.max_scale}), got {self.init_scale}")
         _require(self.init_opacity is None or 0 < self.init_opacity < 1, f"{path}.init_opacity",
                  f"must be None or in (0, 1), got {self.init_opacity}")
-        for name in ("max_delta", "max_scale", "init_depth_max", "voxel_size", "min_variance", "voxel_cutoff"):
+        for name in ("max_delta", "max_scale", "init_depth_max", "voxel_size", "voxel_cutoff"):
             _require(getattr(self, name) > 0, f"{path}.{name}", f"must be > 0, got {getattr(self, name)}")
+        _require(self.min_variance >= 0, f"{path}.min_variance", f"must be >= 0 (0: no filter), got {self.min_variance}")
         extents = [(b - a) / self.voxel_size for a, b in zip(lo, hi, strict=True)]
         _require(all(abs(e - round(e)) < 1e-6 for e in extents), f"{path}.voxel_size",
                  f"must divide every extent of model.pc_range, got {self.voxel_size} for {self.pc_range}")

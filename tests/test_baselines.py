@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from pgocc.data.occ3d import FREE, GROUND_LAYER
-from pgocc.eval.baselines import HeightPrior, ground_plane_labels
+from pgocc.eval.baselines import HeightPrior, ground_plane_labels, lift_targets
 
 CAR, ROAD, MANMADE = 4, 11, 15
 
@@ -41,3 +42,68 @@ def test_height_prior_refuses_another_number_of_layers() -> None:
         HeightPrior(3).update(np.zeros((2, 2, 4), np.uint8), np.ones((2, 2, 4), bool))
     with pytest.raises(ValueError, match="fitted on 3 layers"):
         HeightPrior(3).labels((2, 2, 4))
+
+
+# lift_targets: a camera 1 m above the ego origin looking along +x at a wall 10.1 m away (voxel row x = 125), on an
+# 8 × 16 pixel grid (f = 8, c = (8, 4)). Camera x (right) is ego −y, camera y (down) is ego −z, so pixel (u, v) lands
+# at y = −(u − 8)·10.1/8, z = 1 − (v − 4)·10.1/8, pixels 1.26 m apart: one per voxel.
+WALL = 10.1
+CAM2EGO = torch.tensor([[0.0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 1], [0, 0, 0, 1]])
+K = torch.tensor([[8.0, 0, 8], [0, 8, 4], [0, 0, 1]])
+PROMPT_LABELS = [CAR, ROAD, MANMADE]
+
+
+def _wall_voxel(u: int, v: int) -> tuple[int, int, int] | None:
+    y, z = -(u - 8) * WALL / 8, 1 - (v - 4) * WALL / 8
+    i = (int(np.floor((WALL + 40) / 0.4)), int(np.floor((y + 40) / 0.4)), int(np.floor((z + 1) / 0.4)))
+    return i if 0 <= i[2] < 16 else None
+
+
+def test_lift_targets_puts_each_pixel_in_its_voxel_with_its_feature_cell() -> None:
+    depth = torch.full((1, 8, 16), WALL)
+    depth[0, 4, 15] = 0.0                                  # no depth: votes nowhere
+    feats = torch.zeros(1, 3, 2, 4)                        # 2 × 4 cells of 4 × 4 pixels
+    feats[0, 0, :, :2] = 1.0                               # left half (ego +y): car
+    feats[0, 2, :, 2:] = 1.0                               # right half: manmade ...
+    feats[0, :, 1, 3] = torch.tensor([0.0, 1.0, 0.0])      # ... but road in the bottom right cell
+    out = lift_targets(depth, feats, K[None], CAM2EGO[None], torch.eye(3), PROMPT_LABELS)
+    expected = np.full(out.labels.shape, FREE, np.uint8)
+    for v in range(8):
+        for u in range(16):
+            voxel = _wall_voxel(u, v)
+            if voxel is not None and (u, v) != (15, 4):
+                expected[voxel] = CAR if u < 8 else ROAD if (v >= 4 and u >= 12) else MANMADE
+    assert (expected != FREE).sum() == 16 * 5 - 1           # rows v = 1..5 inside the grid's height
+    np.testing.assert_array_equal(out.labels, expected)
+    np.testing.assert_array_equal(out.hits, (expected != FREE).astype(np.int64))
+
+
+def test_lift_targets_sums_the_votes_of_all_pixels_in_a_voxel() -> None:
+    # Two cameras at the same pose: one says car over road, the other manmade over road; summed, road wins.
+    depth = torch.full((2, 8, 16), WALL)
+    feats = torch.zeros(2, 3, 2, 4)
+    feats[0] = torch.tensor([0.6, 0.5, 0.0])[:, None, None]
+    feats[1] = torch.tensor([0.0, 0.5, 0.7])[:, None, None]
+    out = lift_targets(depth, feats, K.expand(2, 3, 3), CAM2EGO.expand(2, 4, 4), torch.eye(3), PROMPT_LABELS)
+    hit = out.hits > 0
+    assert hit.sum() == 16 * 5 and (out.hits[hit] == 2).all()
+    assert (out.labels[hit] == ROAD).all() and (out.labels[~hit] == FREE).all()
+
+
+def test_lifted_targets_on_a_given_geometry() -> None:
+    depth = torch.full((1, 8, 16), WALL)
+    feats = torch.zeros(1, 3, 2, 4)
+    feats[0, 0] = 1.0
+    out = lift_targets(depth, feats, K[None], CAM2EGO[None], torch.eye(3), PROMPT_LABELS)
+    occupied = np.zeros(out.labels.shape, bool)
+    lit, dark = _wall_voxel(0, 4), (3, 3, 3)
+    occupied[lit] = occupied[dark] = True
+    labels = out.on_geometry(occupied)
+    assert labels[lit] == CAR and labels[dark] == 0        # occupied but no pixel: "others", a sure miss
+    assert (labels[~occupied] == FREE).all()               # the geometry is the given one, not the lifted one
+
+
+def test_lift_targets_refuses_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="lift_targets: expected features"):
+        lift_targets(torch.ones(2, 8, 16), torch.zeros(1, 3, 2, 4), K[None], CAM2EGO[None], torch.eye(3),
+                     PROMPT_LABELS)

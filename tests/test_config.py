@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
+from pathlib import Path
 
 import pytest
 
@@ -35,11 +38,29 @@ def test_bad_override_names_the_path(override: str, pattern: str) -> None:
         apply_overrides(ExperimentConfig(), [override])
 
 
-def test_experiments_load_and_validate() -> None:
-    for spec in ("configs.base:base", "configs.tiny:tiny", "configs.released:released"):
-        cfg = load_experiment(spec)
-        assert isinstance(cfg, ExperimentConfig)
+def _shipped_experiments() -> list[str]:
+    """'configs.<module>:<function>' of every public function in configs/*.py, found by reading the folder."""
+    specs = []
+    for path in sorted((Path(__file__).parents[1] / "configs").glob("*.py")):
+        module = importlib.import_module(f"configs.{path.stem}")
+        specs += [f"configs.{path.stem}:{name}" for name, fn in vars(module).items()
+                  if inspect.isfunction(fn) and fn.__module__ == module.__name__ and not name.startswith("_")]
+    return specs
+
+
+def test_every_shipped_experiment_loads_and_validates() -> None:
+    specs = _shipped_experiments()
+    assert {"configs.base:base", "configs.small:small", "configs.small:small_cpu"} <= set(specs)
+    for spec in specs:
+        assert isinstance(load_experiment(spec), ExperimentConfig), spec
     assert load_experiment("configs.released:released").model.fidelity == "released"
+
+
+def test_min_variance_zero_turns_the_filter_off_and_negative_is_refused() -> None:
+    cfg = apply_overrides(load_experiment("configs.tiny:tiny"), ["model.min_variance=0"])
+    cfg.validate()
+    with pytest.raises(ConfigError, match=r"model.min_variance: must be >= 0"):
+        apply_overrides(cfg, ["model.min_variance=-0.1"]).validate()
 
 
 @pytest.mark.parametrize(("spec", "pattern"), [
