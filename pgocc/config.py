@@ -211,7 +211,8 @@ class ModelConfig:
                  f"must be None or in (0, 1), got {self.init_opacity}")
         for name in ("max_delta", "max_scale", "init_depth_max", "voxel_size", "voxel_cutoff"):
             _require(getattr(self, name) > 0, f"{path}.{name}", f"must be > 0, got {getattr(self, name)}")
-        _require(self.min_variance >= 0, f"{path}.min_variance", f"must be >= 0 (0: no filter), got {self.min_variance}")
+        _require(self.min_variance >= 0, f"{path}.min_variance",
+                 f"must be >= 0 (0: no filter), got {self.min_variance}")
         extents = [(b - a) / self.voxel_size for a, b in zip(lo, hi, strict=True)]
         _require(all(abs(e - round(e)) < 1e-6 for e in extents), f"{path}.voxel_size",
                  f"must divide every extent of model.pc_range, got {self.voxel_size} for {self.pc_range}")
