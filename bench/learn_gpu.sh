@@ -94,7 +94,7 @@ for run in "${RUNS[@]}"; do name=${run%%=*}
   train $run $R/$name --set train.num_steps="$STEPS" --set train.val_every=$(( (STEPS + 3) / 4 )) \
     --set train.checkpoint_every=0 --export-fp16 & pids+=($!)
 done
-python3 bench/learning_baselines.py --train-world $W/train --heldout-world $W/heldout \
+python3 bench/learning_baselines.py --train-world $W/train --heldout-world $W/heldout --config "$CONFIG" \
   --num-samples "${SCORE_SAMPLES:-32}" > "$OUT/baselines.json" &
 wait "${pids[@]}"
 for run in "${RUNS[@]}"; do name=${run%%=*}
