@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
-# On a machine with an NVIDIA GPU: GPU parity tests, every benchmark, the whole-model stage breakdown and the kernel
-# ablation; writes Markdown/JSON/PNG to $OUT.
+# On a machine with an NVIDIA GPU: GPU parity tests, every benchmark, the whole-model stage breakdown, the kernel
+# ablation and the online frame as one CUDA graph; writes Markdown/JSON/PNG to $OUT.
 #
 #   bash bench/run_gpu.sh [pytest -k expression for the benchmarks]
 #
 # Environment: PARITY_TESTS (test files to run natively), PARITY_TIMEOUT / BENCH_TIMEOUT / BREAKDOWN_TIMEOUT /
-# ABLATION_TIMEOUT (seconds), PGOCC_BENCH_ROUNDS (timed rounds per benchmark), ABLATION_VARIANTS (bench/ablation.py's
-# --variants, in the order run), SKIP_PARITY=1 / SKIP_BENCH=1 / SKIP_BREAKDOWN=1 / SKIP_ABLATION=1 to split the work
-# over calls where one call is limited.
-# Duration of a default run on an H100 (the last two are estimates, not yet run): parity ≈ 6 min (gsplat's build
-# included), benchmarks ≈ 8 min (capped by BENCH_TIMEOUT), breakdown ≈ 3 min (bench/breakdown.py; the 12-keyframe
-# 1600×900 world of its end-to-end figure takes ≈ 20 s to generate), ablation ≈ 5 min (bench/ablation.py; the
-# all-reference rows dominate; its last row, gsplat, builds gsplat's CUDA extension, ≈ 3 min, where the parity step
-# has not built it on this machine): ≈ 22 min in all, more than one call allows, so split it, e.g.
+# ABLATION_TIMEOUT / GRAPH_TIMEOUT (seconds), PGOCC_BENCH_ROUNDS (timed rounds per benchmark), ABLATION_VARIANTS
+# (bench/ablation.py's --variants, in the order run), SKIP_PARITY=1 / SKIP_BENCH=1 / SKIP_BREAKDOWN=1 /
+# SKIP_ABLATION=1 / SKIP_GRAPH=1 to split the work over calls where one call is limited.
+# Durations on an H100: parity ≈ 6 min (gsplat's build included), benchmarks ≈ 8 min (capped by BENCH_TIMEOUT),
+# breakdown ≈ 3 min (bench/breakdown.py; the 12-keyframe 1600×900 world of its end-to-end figure takes ≈ 20 s to
+# generate), ablation 3.4 min (bench/ablation.py, 2026-12-07; its last row, gsplat, built gsplat's CUDA extension in
+# 62 s), CUDA graph ≈ 1 min (bench/cuda_graph.py, an estimate): more than one call allows, so split it, e.g.
 #   (1) SKIP_BENCH=1 SKIP_BREAKDOWN=1 SKIP_ABLATION=1 bash bench/run_gpu.sh                        parity, ≈ 6 min
 #   (2) SKIP_PARITY=1 SKIP_BREAKDOWN=1 SKIP_ABLATION=1 bash bench/run_gpu.sh                   benchmarks, ≈ 8 min
 #   (3) SKIP_PARITY=1 bash bench/run_gpu.sh test_model    issue 18: whole-model benchmarks, breakdown, ablation, ≈ 9 min
@@ -65,5 +64,11 @@ if [[ "${SKIP_ABLATION:-0}" != 1 ]]; then
     2>&1 | tail -30
   ablation_rc=${PIPESTATUS[0]}
 fi
-echo "run_gpu: parity rc=$parity_rc bench rc=$bench_rc breakdown rc=$breakdown_rc ablation rc=$ablation_rc"
-exit $(( parity_rc != 0 || bench_rc != 0 || breakdown_rc != 0 || ablation_rc != 0 ))
+graph_rc=0
+if [[ "${SKIP_GRAPH:-0}" != 1 ]]; then
+  echo "== online frame as one CUDA graph (issue 18)"
+  timeout ${GRAPH_TIMEOUT:-180} python3 bench/cuda_graph.py --out "$OUT" 2>&1 | tail -12
+  graph_rc=${PIPESTATUS[0]}
+fi
+echo "run_gpu: parity rc=$parity_rc bench rc=$bench_rc breakdown rc=$breakdown_rc ablation rc=$ablation_rc graph rc=$graph_rc"
+exit $(( parity_rc != 0 || bench_rc != 0 || breakdown_rc != 0 || ablation_rc != 0 || graph_rc != 0 ))

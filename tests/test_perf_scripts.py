@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import ablation, breakdown
+from bench import ablation, breakdown, cuda_graph
 from bench.perf import build_inference, online_frame, synthetic_batch, training_step
 from pgocc import ops
 from pgocc.config import ExperimentConfig, apply_overrides, load_experiment
@@ -73,3 +73,11 @@ def test_ablation_variants_and_report(tmp_path: Path) -> None:
     assert rows["reference"]["infer"]["ms"] > 0 and rows["reference"]["train"]["calls"] >= 1
     assert "cuda only" in rows["gsplat"]["infer"]["error"]  # a failing variant is reported, the run goes on
     assert "| reference | " in (tmp_path / "ablation.md").read_text()
+
+
+def test_cuda_graph_script_refuses_a_machine_without_a_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("sys.argv", ["cuda_graph.py", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="needs a CUDA GPU"):
+        cuda_graph.main()
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,85 @@
+"""Online inference replayed as one CUDA graph against the same frame launched op by op (issue 18: launch overhead).
+
+    PYTHONPATH=. python bench/cuda_graph.py --out DIR [--config configs.base:base] [--set PATH=VALUE ...]
+
+The frame is bench/perf.py's online frame (6 new images, 7 past frames' features cached, readout to labels), fp32
+and under bf16 autocast. Each precision: the eager frame timed, then the same closure captured once with
+``torch.cuda.graph`` (after three warm-up calls on a side stream, so that Triton has compiled and autotuned and the
+device constants exist) and its replay timed; the replay's labels must equal the eager frame's. A capture that
+fails (a host sync or a CPU tensor inside the frame) is reported with its error. Writes ``DIR/cuda_graph.md`` and
+``DIR/cuda_graph.json``; needs a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from bench.perf import build_inference, device_name, measure, online_frame, synthetic_batch
+from pgocc.commands._common import add_experiment_arguments, experiment_from_args
+
+
+def graph_of(frame: Callable[[], torch.Tensor]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+    """(graph, its output tensor): ``frame`` warmed up on a side stream, then captured."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            frame()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = frame()
+    return graph, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--budget", type=float, default=5.0, help="seconds of timed calls per row")
+    add_experiment_arguments(parser, default="configs.base:base")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench/cuda_graph.py: needs a CUDA GPU (CUDA graphs do not exist on the CPU)")
+    cfg = experiment_from_args(args)
+    device = torch.device("cuda")
+    args.out.mkdir(parents=True, exist_ok=True)
+    batch = synthetic_batch(cfg, device)
+    model, readout = build_inference(cfg, device)
+    rows = {}
+    for bf16 in (False, True):
+        name = "bf16" if bf16 else "fp32"
+        frame = online_frame(cfg, model, readout, batch, bf16=bf16)
+        eager = measure(frame, device, budget_s=args.budget, warmup=2)
+        row = {"eager": asdict(eager)}
+        try:
+            graph, out = graph_of(frame)
+            replay = measure(graph.replay, device, budget_s=args.budget, warmup=2)
+            row |= {"graph": asdict(replay), "labels_equal": bool(torch.equal(out, frame()))}
+        except Exception as err:  # noqa: BLE001 - a failed capture is a result to report
+            row["graph_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+        rows[name] = row
+        print(name, json.dumps(row), flush=True)
+    lines = [f"# Online frame as a CUDA graph — {device_name(device)}, {args.config}", "",
+             "| precision | eager ms / frame | graph replay ms / frame | eager / graph | labels equal |",
+             "|---|---|---|---|---|"]
+    for name, row in rows.items():
+        if "graph" in row:
+            e, g = row["eager"]["ms"], row["graph"]["ms"]
+            lines.append(f"| {name} | {e:.2f} | {g:.2f} | {e / g:.2f}× | {row['labels_equal']} |")
+        else:
+            lines.append(f"| {name} | {row['eager']['ms']:.2f} | capture failed: {row['graph_error']} | – | – |")
+    (args.out / "cuda_graph.md").write_text("\n".join(lines) + "\n")
+    (args.out / "cuda_graph.json").write_text(json.dumps({"device": device_name(device), "config": args.config,
+                                                          "rows": rows}, indent=1))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
