@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On a machine with an NVIDIA GPU: GPU parity tests, every benchmark, the whole-model stage breakdown, the kernel
-# ablation and the online frame as one CUDA graph; writes Markdown/JSON/PNG to $OUT.
+# ablation, the online frame as one CUDA graph and the readout's parts; writes Markdown/JSON/PNG to $OUT.
 #
 #   bash bench/run_gpu.sh [pytest -k expression for the benchmarks]
 #
@@ -11,7 +11,8 @@
 # Durations on an H100: parity ≈ 6 min (gsplat's build included), benchmarks ≈ 8 min (capped by BENCH_TIMEOUT),
 # breakdown ≈ 3 min (bench/breakdown.py; the 12-keyframe 1600×900 world of its end-to-end figure takes ≈ 20 s to
 # generate), ablation 3.4 min (bench/ablation.py, 2026-12-07; its last row, gsplat, built gsplat's CUDA extension in
-# 62 s), CUDA graph ≈ 1 min (bench/cuda_graph.py, an estimate): more than one call allows, so split it, e.g.
+# 62 s), CUDA graph 40 s (bench/cuda_graph.py) and the readout's parts (bench/readout_parts.py): more than one call
+# allows, so split it, e.g.
 #   (1) SKIP_BENCH=1 SKIP_BREAKDOWN=1 SKIP_ABLATION=1 bash bench/run_gpu.sh                        parity, ≈ 6 min
 #   (2) SKIP_PARITY=1 SKIP_BREAKDOWN=1 SKIP_ABLATION=1 bash bench/run_gpu.sh                   benchmarks, ≈ 8 min
 #   (3) SKIP_PARITY=1 bash bench/run_gpu.sh test_model    issue 18: whole-model benchmarks, breakdown, ablation, ≈ 9 min
@@ -69,6 +70,9 @@ if [[ "${SKIP_GRAPH:-0}" != 1 ]]; then
   echo "== online frame as one CUDA graph (issue 18)"
   timeout ${GRAPH_TIMEOUT:-180} python3 bench/cuda_graph.py --out "$OUT" 2>&1 | tail -12
   graph_rc=${PIPESTATUS[0]}
+  echo "== the readout's parts and label merges (issue 18)"
+  timeout ${GRAPH_TIMEOUT:-180} python3 bench/readout_parts.py 2>&1 | tee "$OUT/readout_parts.md" | tail -12
+  (( graph_rc |= PIPESTATUS[0] ))
 fi
 echo "run_gpu: parity rc=$parity_rc bench rc=$bench_rc breakdown rc=$breakdown_rc ablation rc=$ablation_rc graph rc=$graph_rc"
 exit $(( parity_rc != 0 || bench_rc != 0 || breakdown_rc != 0 || ablation_rc != 0 || graph_rc != 0 ))
