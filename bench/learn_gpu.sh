@@ -4,9 +4,10 @@
 # held-out world, then score on both worlds the untrained model, the label-only baselines and both trained models
 # (THRESHOLDS: the readout opacity thresholds scored; VAL_THRESHOLD: the one of the validation during training).
 # Writes to $OUT: device.txt, log.txt, <run>.metrics.jsonl, <run>.safetensors (<run>: the fidelity, or the NAME of
-# RUNS below; the exported fp16 models, config embedded), baselines.json, heldout.json, scoring/*.log. One 10-minute
-# call holds the worlds (65 s on 16 cores), the probe (80 s), TRAIN_BUDGET and the scoring: on an H100 with 6000
-# Gaussians, TRAIN_BUDGET=330 left too little time for the scoring (bench/RESULTS.md); 4 scoring runs of 32 samples
+# RUNS below; the exported fp16 models, config embedded), baselines.json (bench/learning_baselines.py: the label-only
+# baselines and the held-out targets lifted into the grid), heldout.json, scoring/*.log. One 10-minute call holds the
+# worlds (65-75 s on 16 cores), the probe (80-100 s), TRAIN_BUDGET and the scoring: on an H100 with 6000 Gaussians,
+# TRAIN_BUDGET=330 left too little time for the scoring (bench/RESULTS.md); 4 scoring runs of 32 samples
 # took 47 s in a call of their own.
 #
 #   TEXT_TABLE=FILE STEPS=2000 TRAIN_SCENES=16 HELDOUT_SCENES=4 KEYFRAMES=8 bash bench/learn_gpu.sh
