@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,11 @@ from pgocc.data.occ3d import FREE, GROUND_LAYER
 from pgocc.eval.baselines import HeightPrior, ground_plane_labels, lift_targets
 
 CAR, ROAD, MANMADE = 4, 11, 15
+
+
+def _exactly(message: str) -> str:
+    """A pytest.raises pattern matching ``message`` and nothing around it."""
+    return f"^{re.escape(message)}$"
 
 
 def test_ground_plane_is_road_on_the_ground_layer_only() -> None:
@@ -31,16 +38,32 @@ def test_height_prior_takes_the_most_common_visible_label_of_each_layer() -> Non
     prior.update(gt, mask)
     second = np.full((1, 1, 3), FREE, np.uint8)
     second[0, 0, 1] = MANMADE                     # one more sample: layer 1 still car (3 vs 2)
-    prior.update(second, np.ones_like(second, bool))
+    second_mask = np.ones_like(second, bool)
+    second_mask[0, 0, 2] = False                  # (its free voxel of layer 2 would count as visible free)
+    prior.update(second, second_mask)
     labels = prior.labels((2, 5, 3))
     np.testing.assert_array_equal(labels[0, 0], [ROAD, CAR, FREE])
     assert (labels == labels[:1, :1]).all()
 
 
+def test_height_prior_takes_a_layer_seen_once() -> None:
+    gt = np.full((2, 1, 2), FREE, np.uint8)
+    gt[0, 0, 0] = CAR
+    mask = np.zeros_like(gt, bool)
+    mask[0, 0, 0] = True                          # layer 0: one visible voxel; layer 1: none
+    prior = HeightPrior(2)
+    prior.update(gt, mask)
+    np.testing.assert_array_equal(prior.labels((1, 1, 2))[0, 0], [CAR, FREE])
+
+
 def test_height_prior_refuses_another_number_of_layers() -> None:
-    with pytest.raises(ValueError, match="expected labels and mask"):
+    with pytest.raises(ValueError, match=_exactly(
+            "HeightPrior.update: expected labels and mask [X, Y, 3], got (2, 2, 4) and (2, 2, 4)")):
         HeightPrior(3).update(np.zeros((2, 2, 4), np.uint8), np.ones((2, 2, 4), bool))
-    with pytest.raises(ValueError, match="fitted on 3 layers"):
+    with pytest.raises(ValueError, match=_exactly(
+            "HeightPrior.update: expected labels and mask [X, Y, 3], got (2, 2, 3) and (2, 1, 3)")):
+        HeightPrior(3).update(np.zeros((2, 2, 3), np.uint8), np.ones((2, 1, 3), bool))
+    with pytest.raises(ValueError, match=_exactly("HeightPrior.labels: fitted on 3 layers, asked for (2, 2, 4)")):
         HeightPrior(3).labels((2, 2, 4))
 
 
@@ -103,7 +126,32 @@ def test_lifted_targets_on_a_given_geometry() -> None:
     assert (labels[~occupied] == FREE).all()               # the geometry is the given one, not the lifted one
 
 
-def test_lift_targets_refuses_mismatched_shapes() -> None:
-    with pytest.raises(ValueError, match="lift_targets: expected features"):
-        lift_targets(torch.ones(2, 8, 16), torch.zeros(1, 3, 2, 4), K[None], CAM2EGO[None], torch.eye(3),
+def test_lift_targets_keeps_exactly_the_points_inside_the_grid() -> None:
+    # One 1 × 1-pixel camera per point, looking along ego +z (identity rotation) from 0.5 m below it: the pixel's
+    # point is the camera's position + (0, 0, 0.5). Two points in the grid's corner voxels, four just outside.
+    inside = {(-39.9, -39.9, -0.9): (0, 0, 0), (39.9, 39.9, 5.3): (199, 199, 15)}
+    outside = [(-40.1, 0.0, 0.0), (40.1, 0.0, 0.0), (0.0, -40.1, 0.0), (0.0, 0.0, 5.5)]
+    points = torch.tensor([*inside, *outside])
+    cam2ego = torch.eye(4).repeat(len(points), 1, 1)
+    cam2ego[:, :3, 3] = points - torch.tensor([0.0, 0.0, 0.5])
+    feats = torch.zeros(len(points), 3, 1, 1)
+    feats[:, 1] = 1.0                                      # road everywhere
+    out = lift_targets(torch.full((len(points), 1, 1), 0.5), feats, torch.eye(3).expand(len(points), 3, 3),
+                       cam2ego, torch.eye(3), PROMPT_LABELS)
+    expected = np.zeros(out.hits.shape, np.int64)
+    for voxel in inside.values():
+        expected[voxel] = 1
+    np.testing.assert_array_equal(out.hits, expected)
+    assert (out.labels[expected > 0] == ROAD).all()
+
+
+@pytest.mark.parametrize("bad", ["features", "render_k", "cam2ego"])
+def test_lift_targets_refuses_mismatched_shapes(bad: str) -> None:
+    args = {"features": torch.zeros(2, 3, 2, 4), "render_k": K.expand(2, 3, 3), "cam2ego": CAM2EGO.expand(2, 4, 4)}
+    args[bad] = args[bad][:1]
+    shapes = {k: tuple(v.shape) for k, v in args.items()}
+    with pytest.raises(ValueError, match=_exactly(
+            f"lift_targets: expected features [2, D, h, w], render_k [2, 3, 3] and cam2ego [2, 4, 4] for depth "
+            f"(2, 8, 16), got {shapes['features']}, {shapes['render_k']} and {shapes['cam2ego']}")):
+        lift_targets(torch.ones(2, 8, 16), args["features"], args["render_k"], args["cam2ego"], torch.eye(3),
                      PROMPT_LABELS)

@@ -98,8 +98,9 @@ def lift_targets(depth: torch.Tensor, features: torch.Tensor, render_k: torch.Te
     depth, render_k, cam2ego = depth.double(), render_k.double(), cam2ego.double()
     points = transform_points(cam2ego, backproject(depth, render_k))                      # [N, H_r, W_r, 3]
     h, w = features.shape[-2:]
-    rows = ((torch.arange(h_r, dtype=torch.float64) + 0.5) * h / h_r).long().clamp_max(h - 1)
-    cols = ((torch.arange(w_r, dtype=torch.float64) + 0.5) * w / w_r).long().clamp_max(w - 1)
+    # (i + ½)·h/h_r < h for every i < h_r: no clamp needed.
+    rows = ((torch.arange(h_r, dtype=torch.float64) + 0.5) * h / h_r).long()
+    cols = ((torch.arange(w_r, dtype=torch.float64) + 0.5) * w / w_r).long()
     sim = torch.einsum("ndhw,kd->nhwk", features.double(), prompts.double())              # [N, h, w, K]
     pixel_sim = sim[:, rows][:, :, cols]                                                 # [N, H_r, W_r, K]
     idx = torch.floor((points - torch.tensor(GRID_MIN, dtype=torch.float64)) / VOXEL_SIZE).long()
