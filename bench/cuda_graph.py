@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from bench.perf import build_inference, device_name, measure, online_frame, synthetic_batch
-from pgocc.commands._common import add_experiment_arguments, experiment_from_args
+from bench.perf import device_name, gpu_inference, measure, online_frame
+from pgocc.commands._common import add_experiment_arguments
 
 
 def graph_of(frame: Callable[[], torch.Tensor]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
@@ -45,13 +44,9 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=5.0, help="seconds of timed calls per row")
     add_experiment_arguments(parser, default="configs.base:base")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("bench/cuda_graph.py: needs a CUDA GPU (CUDA graphs do not exist on the CPU)")
-    cfg = experiment_from_args(args)
-    device = torch.device("cuda")
+    run = gpu_inference(args, "bench/cuda_graph.py", "CUDA graphs do not exist on the CPU")
+    cfg, device, model, readout, batch = run.cfg, run.device, run.model, run.readout, run.batch
     args.out.mkdir(parents=True, exist_ok=True)
-    batch = synthetic_batch(cfg, device)
-    model, readout = build_inference(cfg, device)
     rows = {}
     for bf16 in (False, True):
         name = "bf16" if bf16 else "fp32"

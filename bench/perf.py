@@ -10,14 +10,17 @@ readout stays float32 (§6.5). Timings are CUDA-event medians on a GPU and wall-
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator
 
 import torch
 
+from pgocc.commands._common import experiment_from_args
 from pgocc.config import ExperimentConfig
 from pgocc.data.batch import Batch
 from pgocc.model import FeatureCache, PGOcc, PGOccLoss, Readout
@@ -82,6 +85,29 @@ def build_inference(cfg: ExperimentConfig, device: torch.device | str) -> tuple[
     """The network (eval mode, seeded random weights) and the readout of ``cfg`` on ``device``."""
     torch.manual_seed(0)
     return PGOcc(cfg.model, cfg.kernels).to(device).eval(), Readout(cfg.model, cfg.kernels).to(device)
+
+
+@dataclasses.dataclass
+class GpuInference:
+    """A GPU-only script's set-up: the experiment, the synthetic batch and the inference model on the GPU."""
+
+    cfg: ExperimentConfig
+    device: torch.device
+    batch: Batch
+    model: PGOcc
+    readout: Readout
+
+
+def gpu_inference(args: argparse.Namespace, script: str, why: str = "") -> GpuInference:
+    """:class:`GpuInference` for the ``--config`` / ``--set`` of ``args``; exits naming ``script`` (and ``why``)
+    where there is no CUDA GPU."""
+    if not torch.cuda.is_available():
+        sys.exit(f"{script}: needs a CUDA GPU{f' ({why})' if why else ''}")
+    cfg = experiment_from_args(args)
+    device = torch.device("cuda")
+    batch = synthetic_batch(cfg, device)
+    model, readout = build_inference(cfg, device)
+    return GpuInference(cfg=cfg, device=device, batch=batch, model=model, readout=readout)
 
 
 def training_step(cfg: ExperimentConfig, device: torch.device | str, batch: Batch, *, bf16: bool = False

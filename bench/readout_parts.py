@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import torch
 
 from bench.cuda_timing import cuda_ms_per_call
-from bench.perf import build_inference, random_prototypes, synthetic_batch
-from pgocc.commands._common import add_experiment_arguments, experiment_from_args
+from bench.perf import gpu_inference, random_prototypes
+from pgocc.commands._common import add_experiment_arguments
 from pgocc.model.readout import _label_tables, merge_labels
 from tests.test_readout import OCC3D_COLUMNS
 
@@ -45,15 +45,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50, help="timed back-to-back calls per row")
     add_experiment_arguments(parser, default="configs.base:base")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("bench/readout_parts.py: needs a CUDA GPU")
-    cfg = experiment_from_args(args)
-    device = torch.device("cuda")
-    batch = synthetic_batch(cfg, device)
-    model, readout = build_inference(cfg, device)
-    prototypes = random_prototypes(cfg, device)
+    run = gpu_inference(args, "bench/readout_parts.py")
+    readout = run.readout
+    prototypes = random_prototypes(run.cfg, run.device)
     with torch.inference_mode():
-        g = model(batch).final
+        g = run.model(run.batch).final
         density, field = readout.similarity(g, prototypes)
         expected = merge_labels(field, OCC3D_COLUMNS)
         rows = {
