@@ -1,6 +1,6 @@
 """Farthest point sampling in Triton: every row split over many CTAs, one argmax exchange per selected point.
 
-    fps(points, lengths, num_samples) -> indices         (contract and semantics: pgocc.ops.fps)
+    fps(points, lengths, num_samples, active) -> indices (contract and semantics: pgocc.ops.fps)
       -> pgocc::fps (torch.library.custom_op)
          GPU, float32:  _fps_persistent_kernel  one launch; the CTAs of a row exchange one 64-bit key each per
                                                 iteration through global memory (a grid-wide argmax, no barrier)
@@ -33,6 +33,9 @@ The persistent kernel spins on other CTAs, so every CTA of a row must be residen
 cooperative grid (the driver refuses a grid that cannot be co-resident instead of hanging) of at most one CTA per
 SM. The Triton interpreter runs programs one after another, so it can run the persistent kernel only with one CTA
 per row (the tests do); the registry's path there is the step kernel.
+
+An inactive row (``active[b]`` False) runs no iteration: its CTAs read the flag and stop, so its indices stay at the
+0 the output was filled with.
 
 Exactness: distances are ``dx*dx + dy*dy + dz*dz`` in the input dtype with FMA contraction disabled, which rounds
 exactly as the reference's separate torch ops; ties go to the lowest index. Hence the indices are identical to the
@@ -77,10 +80,10 @@ def _fps_update(mind, x, y, z, px, py, pz):
 
 
 @triton.jit
-def _fps_persistent_kernel(points_ptr, lengths_ptr, slots_ptr, out_ptr, K, stride_pb, stride_pn, stride_pc,
-                           stride_ob, C: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+def _fps_persistent_kernel(points_ptr, lengths_ptr, active_ptr, slots_ptr, out_ptr, K, stride_pb, stride_pn,
+                           stride_pc, stride_ob, C: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
                            IDX_BITS: tl.constexpr, TAG_BITS: tl.constexpr, REPLICAS: tl.constexpr,
-                           SECTOR: tl.constexpr):
+                           SECTOR: tl.constexpr, HAS_ACTIVE: tl.constexpr):
     IDX_MASK: tl.constexpr = (1 << IDX_BITS) - 1
     TAG_MASK: tl.constexpr = (1 << TAG_BITS) - 1
     STALE: tl.constexpr = 0x7FFFFFFFFFFFFFFF   # above every key: marks a slot not yet published this iteration
@@ -103,7 +106,11 @@ def _fps_persistent_kernel(points_ptr, lengths_ptr, slots_ptr, out_ptr, K, strid
         tl.store(out_ptr + b * stride_ob, 0)
     lanes = tl.arange(0, C_PAD)
     lane_ok = lanes < C
-    for j in range(1, K):
+    # Every CTA of a row reads the same flag, so an inactive row's CTAs all skip the loop (none waits on another).
+    k_row = K
+    if HAS_ACTIVE:
+        k_row = tl.where(tl.load(active_ptr + b) != 0, K, 1)
+    for j in range(1, k_row):
         tag = j & TAG_MASK
         slot = slots_ptr + (b * 2 + j % 2) * (REPLICAS * C_PAD * SECTOR)
         mind = _fps_update(mind, x, y, z, px, py, pz)
@@ -128,9 +135,9 @@ def _fps_persistent_kernel(points_ptr, lengths_ptr, slots_ptr, out_ptr, K, strid
 
 
 @triton.jit
-def _fps_step_kernel(points_ptr, lengths_ptr, mind_ptr, cand_ptr, cand_idx_ptr, out_ptr, j, K, stride_pb,
-                     stride_pn, stride_pc, stride_ob, B, C: tl.constexpr, C_PAD: tl.constexpr,
-                     BLOCK: tl.constexpr):
+def _fps_step_kernel(points_ptr, lengths_ptr, active_ptr, mind_ptr, cand_ptr, cand_idx_ptr, out_ptr, j, K,
+                     stride_pb, stride_pn, stride_pc, stride_ob, B, C: tl.constexpr, C_PAD: tl.constexpr,
+                     BLOCK: tl.constexpr, HAS_ACTIVE: tl.constexpr):
     """Step j: pick point j (index 0, or the winner of step j - 1's candidates), then produce step j's candidates.
 
     Uses the built-in argmax (first maximum) rather than the persistent kernel's tuple reduction: the interpreter
@@ -147,7 +154,11 @@ def _fps_step_kernel(points_ptr, lengths_ptr, mind_ptr, cand_ptr, cand_idx_ptr, 
     cd = tl.load(cand_ptr + prev, mask=(lanes < C) & (j > 0), other=-1.0)
     ci = tl.load(cand_idx_ptr + prev, mask=(lanes < C) & (j > 0), other=0)
     sel = tl.sum(tl.where(lanes == tl.argmax(cd, 0, tie_break_left=True), ci, 0), 0)
-    if cta == 0:
+    # An inactive row keeps the 0 the output was filled with (its distances are updated but never read).
+    write = cta == 0
+    if HAS_ACTIVE:
+        write = write & (tl.load(active_ptr + b) != 0)
+    if write:
         tl.store(out_ptr + b * stride_ob + j, sel)
     if j < K - 1:
         px = tl.load(row + sel * stride_pn)
@@ -191,17 +202,20 @@ def _num_warps(block: int) -> int:
     return max(4, block // 1024)
 
 
-def fps_launch(points: torch.Tensor, lengths: torch.Tensor, num_samples: int, *, persistent: bool,
-               ctas_per_row: int | None = None) -> torch.Tensor:
+def fps_launch(points: torch.Tensor, lengths: torch.Tensor, num_samples: int, active: torch.Tensor | None = None,
+               *, persistent: bool, ctas_per_row: int | None = None) -> torch.Tensor:
     """Run one of the two kernel designs (see the module docstring).
 
     Args:
+        active: optional [B] bool; inactive rows are skipped and left at index 0.
         persistent: the persistent kernel (float32 only); else one launch per selected point.
         ctas_per_row: cap on the CTAs sharing a row; default one CTA per SM over all rows (under the interpreter
             4 SMs are assumed). The interpreter runs the persistent kernel only with ``ctas_per_row=1``.
     """
     B, N, _ = points.shape
-    out = torch.empty(B, num_samples, dtype=torch.int64, device=points.device)
+    out = torch.zeros(B, num_samples, dtype=torch.int64, device=points.device)
+    # Without a mask the flag pointer is never read (HAS_ACTIVE is False); any tensor serves as the argument.
+    flags = active if active is not None else lengths
     torch._assert_async(((lengths >= num_samples) & (lengths <= N)).all(),
                         "fps: every lengths[b] must lie in [num_samples, N]")
     on_gpu = points.device.type == "cuda" and not INTERPRET
@@ -220,39 +234,46 @@ def fps_launch(points: torch.Tensor, lengths: torch.Tensor, num_samples: int, *,
             raise ValueError(f"fps (triton): the interpreter runs CTAs one after another, so the persistent design "
                              f"needs one CTA per row there (ctas_per_row=1); planned {C}")
         slots = torch.zeros(B, 2, REPLICAS, c_pad, SECTOR, dtype=torch.int64, device=points.device)
-        _fps_persistent_kernel[(C, B)](points, lengths, slots, out, num_samples, *strides, C=C, C_PAD=c_pad,
-                                       BLOCK=block, IDX_BITS=IDX_BITS, TAG_BITS=TAG_BITS, REPLICAS=REPLICAS,
-                                       SECTOR=SECTOR, num_warps=_num_warps(block), enable_fp_fusion=False,
+        _fps_persistent_kernel[(C, B)](points, lengths, flags, slots, out, num_samples, *strides, C=C,
+                                       C_PAD=c_pad, BLOCK=block, IDX_BITS=IDX_BITS, TAG_BITS=TAG_BITS,
+                                       REPLICAS=REPLICAS, SECTOR=SECTOR, HAS_ACTIVE=active is not None,
+                                       num_warps=_num_warps(block), enable_fp_fusion=False,
                                        launch_cooperative_grid=not INTERPRET)
         return out
     mind = torch.full((B, C * block), float("inf"), dtype=points.dtype, device=points.device)
     cand = torch.empty(2, B, c_pad, dtype=points.dtype, device=points.device)
     cand_idx = torch.empty(2, B, c_pad, dtype=torch.int64, device=points.device)
     for j in range(num_samples):
-        _fps_step_kernel[(C, B)](points, lengths, mind, cand, cand_idx, out, j, num_samples, *strides, B, C=C,
-                                 C_PAD=c_pad, BLOCK=block, num_warps=_num_warps(block), enable_fp_fusion=False)
+        _fps_step_kernel[(C, B)](points, lengths, flags, mind, cand, cand_idx, out, j, num_samples, *strides, B,
+                                 C=C, C_PAD=c_pad, BLOCK=block, HAS_ACTIVE=active is not None,
+                                 num_warps=_num_warps(block), enable_fp_fusion=False)
     return out
 
 
 @torch.library.custom_op("pgocc::fps", mutates_args=())
-def _fps_op(points: torch.Tensor, lengths: torch.Tensor, num_samples: int) -> torch.Tensor:
-    return fps_launch(points, lengths, num_samples, persistent=not INTERPRET and points.dtype == torch.float32)
+def _fps_op(points: torch.Tensor, lengths: torch.Tensor, num_samples: int,
+            active: torch.Tensor | None = None) -> torch.Tensor:
+    return fps_launch(points, lengths, num_samples, active,
+                      persistent=not INTERPRET and points.dtype == torch.float32)
 
 
 @_fps_op.register_fake
-def _(points: torch.Tensor, lengths: torch.Tensor, num_samples: int) -> torch.Tensor:
+def _(points: torch.Tensor, lengths: torch.Tensor, num_samples: int,
+      active: torch.Tensor | None = None) -> torch.Tensor:
     return points.new_empty((points.shape[0], num_samples), dtype=torch.int64)
 
 
-def fps(points: torch.Tensor, lengths: torch.Tensor, num_samples: int) -> torch.Tensor:
+def fps(points: torch.Tensor, lengths: torch.Tensor, num_samples: int,
+        active: torch.Tensor | None = None) -> torch.Tensor:
     """Farthest point sampling (see ``pgocc.ops.fps``).
 
     Args:
         points: [B, N, 3] float32/float64.
         lengths: [B] int64 valid points per row, each in [num_samples, N] (checked on device).
         num_samples: K.
+        active: optional [B] bool; inactive rows are skipped and left at index 0.
 
     Returns:
         [B, K] int64 indices, identical to the reference's. Deterministic.
     """
-    return _fps_op(points, lengths, num_samples)
+    return _fps_op(points, lengths, num_samples, active)

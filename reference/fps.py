@@ -5,23 +5,27 @@ from __future__ import annotations
 import torch
 
 
-def fps(points: torch.Tensor, lengths: torch.Tensor, num_samples: int) -> torch.Tensor:
+def fps(points: torch.Tensor, lengths: torch.Tensor, num_samples: int,
+        active: torch.Tensor | None = None) -> torch.Tensor:
     """Farthest point sampling, one row at a time.
 
     Args:
         points: [B, N, 3] float32/float64.
         lengths: [B] int64 valid points per row.
         num_samples: K.
+        active: optional [B] bool; a False row is skipped and left at index 0.
 
     Returns:
         [B, K] int64 indices, first index 0, ties to the lowest index (``torch.argmax`` returns the first maximum).
     """
     B = points.shape[0]
-    out = torch.empty(B, num_samples, dtype=torch.int64, device=points.device)
+    out = torch.zeros(B, num_samples, dtype=torch.int64, device=points.device)
     for b in range(B):
         n = int(lengths[b])
         if n < num_samples:
             raise ValueError(f"fps: lengths[{b}]={n} is smaller than num_samples={num_samples}")
+        if active is not None and not bool(active[b]):
+            continue
         p = points[b, :n]
         best = torch.full((n,), float("inf"), dtype=points.dtype, device=points.device)
         idx = 0

@@ -32,12 +32,14 @@ def assert_equal(out: torch.Tensor, ref: torch.Tensor) -> None:
                              f"{int(out[b, k])} vs reference {int(ref[b, k])}")
 
 
-def launch(design: str, points: torch.Tensor, lengths: torch.Tensor, num_samples: int) -> torch.Tensor:
+def launch(design: str, points: torch.Tensor, lengths: torch.Tensor, num_samples: int,
+           active: torch.Tensor | None = None) -> torch.Tensor:
     from kernels_triton.fps import fps_launch
 
     if design == "persistent":
-        return fps_launch(points, lengths, num_samples, persistent=True, ctas_per_row=None if HAS_GPU else 1)
-    return fps_launch(points, lengths, num_samples, persistent=False)
+        return fps_launch(points, lengths, num_samples, active, persistent=True,
+                          ctas_per_row=None if HAS_GPU else 1)
+    return fps_launch(points, lengths, num_samples, active, persistent=False)
 
 
 @pytest.mark.parametrize("impl", KERNELS)
@@ -112,6 +114,20 @@ def test_row_lengths_are_respected(design: str, device: torch.device, seed: int)
     assert_equal(out, ops.resolve(OP, "reference")(pts, lengths, 10))
 
 
+@pytest.mark.parametrize("design", DESIGNS)
+def test_inactive_rows_are_skipped(design: str, device: torch.device, seed: int) -> None:
+    """An inactive row is all 0; the active rows are the reference's, whichever rows are off."""
+    inputs = spec.make_inputs(Case("b3_n120_k12", {"B": 3, "N": 120, "K": 12}), device=device, seed=seed)
+    full = ops.resolve(OP, "reference")(**inputs)
+    assert bool((full[:, 1:] != 0).all())  # so an all-0 row can only come from skipping it
+    for mask in ([True, False, True], [False, True, True], [False, False, False]):
+        active = torch.tensor(mask, device=device)
+        out = launch(design, **inputs, active=active).cpu()
+        for b, on in enumerate(mask):
+            assert torch.equal(out[b], full[b].cpu() if on else torch.zeros(12, dtype=torch.int64)), (mask, b)
+        assert_equal(out, ops.resolve(OP, "reference")(**inputs, active=active))
+
+
 @pytest.mark.parametrize("impl", KERNELS)
 def test_compiles_fullgraph(impl: str, device: torch.device, seed: int) -> None:
     inputs = spec.make_inputs(spec.CASES["cpu"][0], device=device, seed=seed)
@@ -147,6 +163,8 @@ def test_reference_short_row_names_the_row() -> None:
     ((torch.zeros(1, 10, 3), torch.tensor([10], dtype=torch.int32), 4), "lengths must have dtype"),
     ((torch.zeros(2, 10, 3), torch.tensor([10]), 4), r"lengths must be \[2\]"),
     ((torch.zeros(1, 10, 3, dtype=torch.float16), torch.tensor([10]), 4), "points must have dtype"),
+    ((torch.zeros(2, 10, 3), torch.tensor([10, 10]), 4, torch.tensor([1, 0])), "active must have dtype"),
+    ((torch.zeros(2, 10, 3), torch.tensor([10, 10]), 4, torch.tensor([True])), r"active must be \[2\]"),
 ])
 def test_bad_input_names_the_argument(impl: str, args: tuple, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 from pgocc.model import PGOcc
+from pgocc.model.pgocc import Candidates
+from reference.fps import fps as reference_fps
 from tests.test_model import make_batch, tiny_cfg
 
 THRESHOLD = 0.3
@@ -74,8 +76,9 @@ def test_densification_adds_gaussians_exactly_where_the_render_lies_behind_the_f
     for b in range(B):
         candidates[b, excluded[b]] = False
     model.renderer = _FixedDepth(rendered)
-    init = torch.randn(B, sum(mcfg.num_queries), 3)
-    new, count, narrowed = model._densify(None, batch, depth, ego, candidates, 2, init)   # type: ignore[arg-type]
+    # the stage-0 candidates: the first 200 and 150 of some random points (the fallbacks are their FPS ordering)
+    stage0 = Candidates(torch.randn(B, 240, 3), torch.tensor([200, 150]))
+    new, count, narrowed = model._densify(None, batch, depth, ego, candidates, 2, stage0)   # type: ignore[arg-type]
 
     assert count.tolist() == [num, num - 6]
     expected_mask = torch.zeros(B, M, dtype=torch.bool)
@@ -85,9 +88,10 @@ def test_densification_adds_gaussians_exactly_where_the_render_lies_behind_the_f
     # sample 0: the 16 new centres are exactly the chosen pixels' ego points (FPS of 16 among 16: each once)
     dist = torch.cdist(new[0].double(), ego[0, chosen[0]].double())              # [16 new, 16 chosen]
     assert bool((dist.amin(1) < 1e-4).all()) and bool((dist.amin(0) < 1e-4).all())
-    # sample 1: fewer than 16 candidates, so the stage-0 FPS rows Q_0 + Q_1 .. + 16 (§1.6)
+    # sample 1: fewer than 16 candidates, so rows Q_0 + Q_1 .. + 16 of its stage-0 FPS ordering (§1.6)
     start = mcfg.num_queries[0] + mcfg.num_queries[1]
-    assert torch.equal(new[1], init[1, start:start + num])
+    order = reference_fps(stage0.points[1:, :150], torch.tensor([150]), start + num)[0]
+    assert torch.equal(new[1], stage0.points[1, order[start:]])
 
 
 def test_forward_feeds_normalised_centres_to_the_position_encoder_and_bev_metres_to_the_attention() -> None:

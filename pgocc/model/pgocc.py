@@ -22,6 +22,7 @@ tensor, by whoever first reads the prediction on the host (see :mod:`pgocc.model
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,15 @@ VALID_DEPTH_MAX = 80.0
 """Foundation depth counts as valid in (0, 80) m (§1.5; after the 51.2 m clamp only > 0 matters)."""
 
 DECODER_OPS = ("dist_attention", "aniso_sample", "st_fusion")
+
+
+class Candidates(NamedTuple):
+    """The FPS candidates of a batch, compacted: each sample's candidates first, in pixel order."""
+
+    points: torch.Tensor
+    """[B, M, 3] ego points; row b's first ``count[b]`` are its candidates."""
+    count: torch.Tensor
+    """[B] int64."""
 
 
 class PGOcc(nn.Module):
@@ -166,24 +176,26 @@ class PGOcc(nn.Module):
     # ----------------------------------------------------------------------------------------------------------
     # Query initialisation and densification
 
-    def _select(self, points: torch.Tensor, mask: torch.Tensor, num: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """FPS of ``num`` points among ``points[mask]`` per sample, without a host sync.
+    @staticmethod
+    def _compact(points: torch.Tensor, mask: torch.Tensor) -> Candidates:
+        """The candidates ``points[mask]`` of each sample first, without a host sync.
 
         Args:
-            points: [B, M, 3] candidate points in pixel order.
+            points: [B, M, 3] points in pixel order.
             mask: [B, M] bool candidates.
-            num: K.
-
-        Returns:
-            ([B, K, 3] selected points, [B] int64 candidate counts). Where a count is below K the selection ran over
-            the first K points of the compacted order and must be replaced by the caller's fallback.
         """
         # A stable sort of ~mask keeps the candidates first, in camera-major, row-major pixel order (§1.5 item 4).
         order = torch.argsort((~mask).to(torch.uint8), dim=1, stable=True)
-        compact = torch.gather(points, 1, order.unsqueeze(-1).expand(-1, -1, 3))
-        count = mask.sum(1)
-        idx = self._fps(compact, count.clamp_min(num), num)
-        return torch.gather(compact, 1, idx.unsqueeze(-1).expand(-1, -1, 3)), count
+        return Candidates(torch.gather(points, 1, order.unsqueeze(-1).expand(-1, -1, 3)), mask.sum(1))
+
+    def _sample(self, candidates: Candidates, num: int, active: torch.Tensor | None = None) -> torch.Tensor:
+        """The first ``num`` points of each sample's FPS ordering of its candidates: [B, num, 3].
+
+        Where a count is below ``num`` the FPS runs over the first ``num`` compacted points and the caller must
+        replace the result; where ``active`` ([B] bool) is False the FPS does not run and the rows are filler.
+        """
+        idx = self._fps(candidates.points, candidates.count.clamp_min(num), num, active)
+        return torch.gather(candidates.points, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
 
     # ----------------------------------------------------------------------------------------------------------
 
@@ -232,18 +244,20 @@ class PGOcc(nn.Module):
         roi = inside_range(ego_points, lo, hi, strict=True)
         valid = valid.flatten(1)
         total = sum(cfg.num_queries)
-        init, count0 = self._select(ego_points, valid & roi if self.roi_at_stage0 else valid, total)
-        checks.expect(count0 >= total, f"PGOcc: fewer than {total} valid foundation-depth pixels (batch.depth) to "
-                                       "initialise the queries")
-        positions = init[:, :cfg.num_queries[0]]
-        counts = [count0]
+        stage0 = self._compact(ego_points, valid & roi if self.roi_at_stage0 else valid)
+        checks.expect(stage0.count >= total, f"PGOcc: fewer than {total} valid foundation-depth pixels (batch.depth) "
+                                             "to initialise the queries")
+        # Only the coarse centres now: the fallback rows Q_0 … of the same ordering are computed by _densify for
+        # the samples that need them (FPS is greedy, so its first Q_0 picks are those of the longer run).
+        positions = self._sample(stage0, cfg.num_queries[0])
+        counts = [stage0.count]
         candidates = valid & roi
 
         stages: list[Gaussians] = []
         for s in range(self.num_stages):
             Q = sum(cfg.num_queries[:s + 1])
             if s > 0:
-                new, count, candidates = self._densify(stages[-1], batch, depth, ego_points, candidates, s, init)
+                new, count, candidates = self._densify(stages[-1], batch, depth, ego_points, candidates, s, stage0)
                 positions = torch.cat([positions, new], 1)
                 counts.append(count)
             num_old = Q - cfg.num_queries[s] if s > 0 else 0
@@ -281,7 +295,7 @@ class PGOcc(nn.Module):
         return quats, scales
 
     def _densify(self, prev: Gaussians, batch: Batch, depth: torch.Tensor, ego_points: torch.Tensor,
-                 candidates: torch.Tensor, stage: int, init: torch.Tensor
+                 candidates: torch.Tensor, stage: int, stage0: Candidates
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """New centres of ``stage`` (§1.6 item 1) from the candidates narrowed by the previous stage's residual mask.
 
@@ -290,7 +304,7 @@ class PGOcc(nn.Module):
             depth: [B, N, H_r, W_r] clamped foundation depth.
             ego_points: [B, N·H_r·W_r, 3].
             candidates: [B, N·H_r·W_r] bool, valid & roi & the residual masks of the earlier stages.
-            init: [B, ΣQ, 3] the stage-0 FPS ordering (fallbacks at rows Q_0 + …).
+            stage0: the stage-0 candidates, whose FPS ordering holds the fallbacks at rows Q_0 + … (§1.6).
 
         Returns:
             ([B, Q_s, 3] new centres, [B] candidate counts, [B, N·H_r·W_r] the narrowed candidates).
@@ -301,7 +315,11 @@ class PGOcc(nn.Module):
         behind = (rendered - depth) > cfg.densify_threshold                               # ED = 0 never passes
         candidates = candidates & behind.flatten(1)
         num = cfg.num_queries[stage]
-        new, count = self._select(ego_points, candidates, num)
+        narrowed = self._compact(ego_points, candidates)
+        new = self._sample(narrowed, num)
         start = sum(cfg.num_queries[:stage])
-        fallback = init[:, start:start + num]
-        return torch.where((count >= num).view(-1, 1, 1), new, fallback), count, candidates
+        # The stage-0 ordering up to this stage's fallback rows, run only for the samples with too few candidates
+        # (decided on the device: rare, and the stage-0 FPS is the frame's longest chain of dependent steps).
+        enough = narrowed.count >= num
+        fallback = self._sample(stage0, start + num, active=~enough)[:, start:]
+        return torch.where(enough.view(-1, 1, 1), new, fallback), narrowed.count, candidates

@@ -2,15 +2,18 @@
 
 Glossary: B batch, N points per batch row (padded), K samples.
 
-    fps(points, lengths, num_samples) -> indices
+    fps(points, lengths, num_samples, active=None) -> indices
 
 Args:
     points: [B, N, 3] float32/float64 coordinates; row b uses its first ``lengths[b]`` points.
     lengths: [B] int64 number of valid points per row (each >= num_samples; checked on device).
     num_samples: K >= 1 indices to select per row.
+    active: optional [B] bool on the points' device: rows where it is False are not sampled (their indices are all
+        0). The model's stage-0 fallbacks use it to run only for the samples that need them, without reading the
+        decision on the host (docs/model.md §1.6).
 
 Returns:
-    [B, K] int64 indices into each row's valid prefix, in selection order.
+    [B, K] int64 indices into each row's valid prefix, in selection order (all 0 in an inactive row).
 
 Semantics: the first index is 0; each next index is the point whose squared Euclidean distance
 ``dx*dx + dy*dy + dz*dz`` (computed in the input dtype, in that order) to the selected set is largest; ties go to
@@ -39,11 +42,13 @@ CASES: dict[str, list[Case]] = {
         Case("b3_n48_k48", {"B": 3, "N": 48, "K": 48}, note="K == N: every point selected", extra={"full": True}),
         Case("b2_n64_k1", {"B": 2, "N": 64, "K": 1}),
         Case("b2_ties_grid", {"B": 2, "N": 125, "K": 30}, note="integer grid: many exact ties", extra={"ties": True}),
+        Case("b3_n100_k20_active", {"B": 3, "N": 100, "K": 20}, note="row 1 inactive", extra={"active": True}),
     ],
     "gpu": [
         Case("b2_n20000_k500", {"B": 2, "N": 20000, "K": 500}),
         Case("b1_ties_grid", {"B": 1, "N": 4096, "K": 300}, extra={"ties": True}),
         Case("b1_n345600_k6000", {"B": 1, "N": 345_600, "K": 6000}, note="stage-0 size (§1.5)"),
+        Case("b3_n20000_k300_active", {"B": 3, "N": 20000, "K": 300}, note="row 1 inactive", extra={"active": True}),
     ],
     "bench": [
         Case("stage0_345600_to_6000", {"B": 1, "N": 345_600, "K": 6000}, note="query initialisation (§1.5)"),
@@ -52,11 +57,14 @@ CASES: dict[str, list[Case]] = {
 }
 
 
-def validate(points: torch.Tensor, lengths: torch.Tensor, num_samples: int) -> None:
+def validate(points: torch.Tensor, lengths: torch.Tensor, num_samples: int,
+             active: torch.Tensor | None = None) -> None:
     """Check metadata; raises ValueError naming the argument."""
     check_tensor("fps", "points", points, ("B", "N", 3), dtypes=(torch.float32, torch.float64))
     device = same_device("fps", points=points, lengths=lengths)
     check_tensor("fps", "lengths", lengths, (points.shape[0],), dtypes=(torch.int64,), device=device)
+    if active is not None:
+        check_tensor("fps", "active", active, (points.shape[0],), dtypes=(torch.bool,), device=device)
     if points.shape[1] == 0:
         raise ValueError("fps: points has N = 0 points; farthest point sampling needs at least num_samples points")
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
@@ -82,7 +90,10 @@ def make_inputs(case: Case, *, device: str | torch.device = "cpu", dtype: torch.
     else:
         lengths = torch.randint(max(K, N - N // 4), N + 1, (B,), generator=g)
         lengths[0] = N
-    return {"points": points.to(device), "lengths": lengths.to(device), "num_samples": K}
+    inputs = {"points": points.to(device), "lengths": lengths.to(device), "num_samples": K}
+    if case.extra.get("active"):
+        inputs["active"] = (torch.arange(B) != 1).to(device)
+    return inputs
 
 
 def bytes_moved(case: Case, dtype: torch.dtype) -> int:
