@@ -62,6 +62,21 @@ class Candidates(NamedTuple):
     """[B] int64."""
 
 
+class QueryInit(NamedTuple):
+    """What the query initialisation hands to the stages."""
+
+    depth: torch.Tensor
+    """[B, N, H_r, W_r] clamped foundation depth."""
+    ego_points: torch.Tensor
+    """[B, N·H_r·W_r, 3] every render pixel back-projected into the ego frame."""
+    candidates: torch.Tensor
+    """[B, N·H_r·W_r] bool: valid and inside pc_range (the densification candidates before any residual mask)."""
+    stage0: Candidates
+    """The stage-0 FPS candidates."""
+    positions: torch.Tensor
+    """[B, Q_0, 3] the coarse centres."""
+
+
 class PGOcc(nn.Module):
     """PG-Occ: predicts each stage's 3D Gaussians from a :class:`~pgocc.data.batch.Batch`.
 
@@ -81,6 +96,7 @@ class PGOcc(nn.Module):
         self.anisotropic = cfg.switch("anisotropic_sampling")
         self.delta_by_origin = cfg.switch("delta_scale_by_origin")
         self.roi_at_stage0 = cfg.switch("roi_at_stage0")
+        self._streams: dict[torch.device, torch.cuda.Stream] = {}
 
         self.backbone = ResNet(cfg.backbone_layers, cfg.backbone_width, cfg.frozen_stages, cfg.checkpoint_activations)
         if cfg.backbone_weights:
@@ -109,7 +125,9 @@ class PGOcc(nn.Module):
         x = (images.flip(1).to(self.image_mean.dtype) - self.image_mean) / self.image_std
         H, W = x.shape[-2:]
         x = F.pad(x, (0, -W % PAD_MULTIPLE, 0, -H % PAD_MULTIPLE))
-        return self.neck(self.backbone(x))
+        # Channels-last activations: cuDNN's tensor-core convolutions (and oneDNN's) work in NHWC, so NCHW costs a
+        # layout change per layer. The maps come out channels-last too, the layout sampling_pyramid wants.
+        return self.neck(self.backbone(x.contiguous(memory_format=torch.channels_last)))
 
     def extract_features(self, images: torch.Tensor, num_cams: int, frame_keys: list[list[str]] | None = None,
                          cache: FeatureCache | None = None) -> list[torch.Tensor]:
@@ -232,26 +250,22 @@ class PGOcc(nn.Module):
         if cache is None and batch.images.shape[1] != T * N:
             raise ValueError(f"PGOcc: batch has the images of {batch.images.shape[1] // N} of its {T} frames (online "
                              "loader); pass the FeatureCache that holds the others")
+        # The query initialisation needs only the depth, so on a GPU it runs on a second, high-priority stream while
+        # the backbone runs on this one: the stage-0 FPS is a chain of dependent steps that leaves most of the GPU
+        # idle. (Blocks allocated there are reused only by later work on that stream, which first waits for this
+        # one, so no tensor needs record_stream.)
+        device = batch.depth.device
+        side = self._init_stream(device)
+        if side is not None:
+            side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            init = self._query_init(batch, checks)
         pyramid = self.sampling_pyramid(self.extract_features(batch.images, N, frame_keys, cache), T)
+        if side is not None:
+            torch.cuda.current_stream(device).wait_stream(side)
         ego2img = batch.ego2img.view(B, T, N, 4, 4)
-
-        # Query initialisation (§1.5): back-projected, clamped foundation depth.
-        depth = batch.depth[:, :, 0].clamp(max=cfg.init_depth_max)                        # [B, N, H_r, W_r]
-        valid = (depth > 0) & (depth < VALID_DEPTH_MAX)
-        cam_points = backproject(depth, batch.render_k, checks)                            # [B, N, H_r, W_r, 3]
-        ego_points = transform_points(batch.cam2ego, cam_points).flatten(1, 3)            # [B, N·H_r·W_r, 3]
-        lo, hi = cfg.pc_range[:3], cfg.pc_range[3:]
-        roi = inside_range(ego_points, lo, hi, strict=True)
-        valid = valid.flatten(1)
-        total = sum(cfg.num_queries)
-        stage0 = self._compact(ego_points, valid & roi if self.roi_at_stage0 else valid)
-        checks.expect(stage0.count >= total, f"PGOcc: fewer than {total} valid foundation-depth pixels (batch.depth) "
-                                             "to initialise the queries")
-        # Only the coarse centres now: the fallback rows Q_0 … of the same ordering are computed by _densify for
-        # the samples that need them (FPS is greedy, so its first Q_0 picks are those of the longer run).
-        positions = self._sample(stage0, cfg.num_queries[0])
+        depth, ego_points, candidates, stage0, positions = init
         counts = [stage0.count]
-        candidates = valid & roi
 
         stages: list[Gaussians] = []
         for s in range(self.num_stages):
@@ -278,6 +292,32 @@ class PGOcc(nn.Module):
             positions = positions + delta
             stages.append(Gaussians(positions, g_quats, g_scales, opacities, features))
         return stages, counts
+
+    def _init_stream(self, device: torch.device) -> torch.cuda.Stream | None:
+        """The query initialisation's CUDA stream on ``device`` (created once), or None off CUDA."""
+        if device.type != "cuda":
+            return None
+        if device not in self._streams:
+            self._streams[device] = torch.cuda.Stream(device, priority=-1)
+        return self._streams[device]
+
+    def _query_init(self, batch: Batch, checks: Checks) -> QueryInit:
+        """Query initialisation (§1.5): the back-projected, clamped foundation depth and the coarse centres."""
+        cfg = self.cfg
+        depth = batch.depth[:, :, 0].clamp(max=cfg.init_depth_max)                        # [B, N, H_r, W_r]
+        valid = (depth > 0) & (depth < VALID_DEPTH_MAX)
+        cam_points = backproject(depth, batch.render_k, checks)                            # [B, N, H_r, W_r, 3]
+        ego_points = transform_points(batch.cam2ego, cam_points).flatten(1, 3)            # [B, N·H_r·W_r, 3]
+        lo, hi = cfg.pc_range[:3], cfg.pc_range[3:]
+        roi = inside_range(ego_points, lo, hi, strict=True)
+        valid = valid.flatten(1)
+        total = sum(cfg.num_queries)
+        stage0 = self._compact(ego_points, valid & roi if self.roi_at_stage0 else valid)
+        checks.expect(stage0.count >= total, f"PGOcc: fewer than {total} valid foundation-depth pixels (batch.depth) "
+                                             "to initialise the queries")
+        # Only the coarse centres now: the fallback rows Q_0 … of the same ordering are computed by _densify for
+        # the samples that need them (FPS is greedy, so its first Q_0 picks are those of the longer run).
+        return QueryInit(depth, ego_points, valid & roi, stage0, self._sample(stage0, cfg.num_queries[0]))
 
     def _sampling_frames(self, prev: Gaussians | None, box: torch.Tensor, batch_size: int, num_old: int
                          ) -> tuple[torch.Tensor, torch.Tensor]:
