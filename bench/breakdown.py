@@ -363,6 +363,19 @@ class Report:
         self.md += _table(title, stages, wall.ms, floor)
         self.save()
 
+    def add_launch_counts(self, title: str, unit: str, fn: Callable[[], object], device: torch.device) -> None:
+        """Kernel launches and host syncs of one call of ``fn`` (:func:`count_launches`) under run ``title``."""
+        if device.type != "cuda" or "error" in self.data["runs"][title]:
+            self.md += ["Launch and sync counts need CUDA (not measured on the CPU).", ""]
+            return
+        counts = count_launches(fn)
+        self.data["runs"][title]["launches"] = counts
+        self.md += [f"Launches and host syncs of one {unit}: {counts['kernel_launches']} kernel launches, "
+                    f"{counts['sync_calls']} synchronising runtime calls, {counts['dtoh_copies']} device-to-host "
+                    "copies; sync sites (torch sync debug mode): "
+                    + (", ".join(f"`{k}` ×{v}" for k, v in counts["sync_sites"].items()) or "none"), ""]
+        self.save()
+
     def save(self) -> None:
         (self.out / "breakdown.json").write_text(json.dumps(self.data, indent=1))
         (self.out / "breakdown.md").write_text("\n".join(self.md))
@@ -394,19 +407,12 @@ def main(argv: list[str] | None = None) -> int:
         frame = online_frame(cfg, model, readout, batch, bf16=bf16)
         rep.add_run(f"online inference, {tag}", frame, model, readout, None, device, bf16=bf16, budget=args.budget,
                     calls=args.calls, min_calls=3)
-        if device.type == "cuda" and "error" not in rep.data["runs"][f"online inference, {tag}"]:
-            counts = count_launches(frame)
-            rep.data["runs"][f"online inference, {tag}"]["launches"] = counts
-            rep.md += [f"Launches and host syncs of one frame: {counts['kernel_launches']} kernel launches, "
-                       f"{counts['sync_calls']} synchronising runtime calls, {counts['dtoh_copies']} device-to-host "
-                       "copies; sync sites (torch sync debug mode): "
-                       + (", ".join(f"`{k}` ×{v}" for k, v in counts["sync_sites"].items()) or "none"), ""]
-        else:
-            rep.md += ["Launch and sync counts need CUDA (not measured on the CPU).", ""]
+        rep.add_launch_counts(f"online inference, {tag}", "frame", frame, device)
         del model, readout, frame
         model, criterion, step = training_step(cfg, device, batch, bf16=bf16)
         rep.add_run(f"training step, {tag}", step, model, None, criterion, device, bf16=bf16, budget=args.budget,
                     calls=max(1, args.calls // 2), min_calls=2)
+        rep.add_launch_counts(f"training step, {tag}", "step", step, device)
         del model, criterion, step
         if device.type == "cuda":
             torch.cuda.empty_cache()
