@@ -4,10 +4,10 @@
 
 The Gaussians are the final stage of one online frame of bench/perf.py's synthetic batch (random weights). Times,
 CUDA events around ``--calls`` back-to-back calls: the whole readout; its similarity field (filters, prompt dot
-products, gs2vox); the label merge of the field as :func:`pgocc.model.readout.merge_labels` does it (a running
-maximum over the [G, L] column table), as one gather of the whole table and a max over G, and as the per-label
-list indexing it replaced in 624cb13 (which copies host data every call). Every merge must give the same labels.
-Needs a GPU.
+products, gs2vox); the label merge of the field as :func:`pgocc.model.readout.merge_labels` does it (one argmax over
+the columns ordered by label), as the running maximum over a [G, L] column table it replaced (624cb13 to 3dc1e0f),
+and as the per-label list indexing before that (288ffd0, which copies host data every call). Every merge must give
+the same labels. Needs a GPU.
 """
 
 from __future__ import annotations
@@ -21,15 +21,21 @@ import torch
 from bench.cuda_timing import cuda_ms_per_call
 from bench.perf import gpu_inference, random_prototypes
 from pgocc.commands._common import add_experiment_arguments
-from pgocc.model.readout import _label_tables, merge_labels
+from pgocc.model.readout import merge_labels
 from tests.test_readout import OCC3D_COLUMNS
 
 
-def merge_by_gather(scores: torch.Tensor, column_labels: Sequence[int]) -> torch.Tensor:
-    """The merge as one gather of the [G, L] column table ([..., G, L]) and a max over G."""
-    labels, table = _label_tables(column_labels)
-    columns = torch.tensor(table, device=scores.device)
-    return torch.tensor(labels, device=scores.device)[scores[..., columns].amax(-2).argmax(-1)]
+def merge_by_running_max(scores: torch.Tensor, column_labels: Sequence[int]) -> torch.Tensor:
+    """The merge as it was from 624cb13 to 3dc1e0f: the group max per label as a running maximum over the G rows of
+    a [G, L] column table (column l lists label l's columns, its last repeated), then an argmax over the labels."""
+    labels = sorted(set(column_labels))
+    groups = [[k for k, c in enumerate(column_labels) if c == lab] for lab in labels]
+    table = torch.tensor([[g[min(j, len(g) - 1)] for g in groups] for j in range(max(map(len, groups)))],
+                         device=scores.device)
+    merged = scores.index_select(-1, table[0])
+    for row in table[1:]:
+        merged = torch.maximum(merged, scores.index_select(-1, row))
+    return torch.tensor(labels, device=scores.device)[merged.argmax(-1)]
 
 
 def merge_by_label_lists(scores: torch.Tensor, column_labels: Sequence[int]) -> torch.Tensor:
@@ -55,11 +61,11 @@ def main() -> None:
         rows = {
             "readout (whole)": lambda: readout(g, prototypes, OCC3D_COLUMNS),
             "similarity field (filters, dot products, gs2vox)": lambda: readout.similarity(g, prototypes),
-            "merge: running maximum (merge_labels)": lambda: merge_labels(field, OCC3D_COLUMNS),
-            "merge: one gather + max": lambda: merge_by_gather(field, OCC3D_COLUMNS),
+            "merge: argmax over label-ordered columns (merge_labels)": lambda: merge_labels(field, OCC3D_COLUMNS),
+            "merge: running maximum (3dc1e0f)": lambda: merge_by_running_max(field, OCC3D_COLUMNS),
             "merge: per-label list indexing (288ffd0)": lambda: merge_by_label_lists(field, OCC3D_COLUMNS),
         }
-        for merge in (merge_by_gather, merge_by_label_lists):
+        for merge in (merge_by_running_max, merge_by_label_lists):
             if not torch.equal(merge(field, OCC3D_COLUMNS), expected):
                 sys.exit(f"bench/readout_parts.py: {merge.__name__} disagrees with merge_labels")
         print(f"# Readout parts — {torch.cuda.get_device_name()}, {args.config}; field {tuple(field.shape)} "

@@ -57,14 +57,10 @@ def voxel_average(scales: torch.Tensor, opacities: torch.Tensor, voxel_size: flo
     return widened, opacities * (scales / widened).prod(-1)
 
 
-def _label_tables(column_labels: Sequence[int]) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
-    """The host tables of :func:`merge_labels`: the L distinct labels, ascending, and a [G, L] column table whose
-    column l lists the G = max group size columns of label l (its last column repeated where it has fewer; a repeat
-    does not change a max)."""
-    labels = tuple(sorted(set(column_labels)))
-    groups = [[k for k, c in enumerate(column_labels) if c == lab] for lab in labels]
-    size = max(len(g) for g in groups)
-    return labels, tuple(tuple(g[min(j, len(g) - 1)] for g in groups) for j in range(size))
+def _label_order(column_labels: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The host tables of :func:`merge_labels`: the column indices sorted by label (stable), and their labels."""
+    order = tuple(sorted(range(len(column_labels)), key=lambda k: column_labels[k]))
+    return order, tuple(column_labels[k] for k in order)
 
 
 def merge_labels(scores: torch.Tensor, column_labels: Sequence[int]) -> torch.Tensor:
@@ -73,8 +69,10 @@ def merge_labels(scores: torch.Tensor, column_labels: Sequence[int]) -> torch.Te
     Equals the released softmax → group max → argmax → remap, since softmax is monotonic. Ties go to the smaller
     label (the released argmax picks the first merged class, whose labels ascend).
 
-    The group max is a running ``maximum`` over the G rows of the column table (G index selects; NaN propagates as
-    in ``amax``); the table and the labels are device constants, so no host data is copied per call.
+    The label whose group holds the largest score is the label of the best column, so this is one argmax over the
+    columns ordered by label: the first of tied maxima is then a column of the smallest label, and a NaN (which
+    argmax takes as the maximum, as a group max propagates it) picks the smallest label with a NaN column. The order
+    and the labels are device constants, so no host data is copied per call.
 
     Args:
         scores: [..., K] per-prompt scores.
@@ -85,12 +83,10 @@ def merge_labels(scores: torch.Tensor, column_labels: Sequence[int]) -> torch.Te
     """
     if len(column_labels) != scores.shape[-1]:
         raise ValueError(f"merge_labels: {len(column_labels)} column labels for {scores.shape[-1]} score columns")
-    labels, table = _label_tables(column_labels)
-    columns = device_constant(table, scores, torch.int64)                                  # [G, L]
-    merged = scores.index_select(-1, columns[0])
-    for row in columns[1:]:
-        merged = torch.maximum(merged, scores.index_select(-1, row))
-    return device_constant(labels, scores, torch.int64)[merged.argmax(-1)]
+    order, labels = _label_order(column_labels)
+    if order != tuple(range(len(order))):
+        scores = scores.index_select(-1, device_constant(order, scores, torch.int64))
+    return device_constant(labels, scores, torch.int64)[scores.argmax(-1)]
 
 
 def occupancy_labels(density: torch.Tensor, scores: torch.Tensor, column_labels: Sequence[int],
