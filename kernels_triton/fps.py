@@ -1,6 +1,6 @@
 """Farthest point sampling in Triton: every row split over many CTAs, one argmax exchange per selected point.
 
-    fps(points, lengths, num_samples, active) -> indices (contract and semantics: pgocc.ops.fps)
+    fps(points, lengths, num_samples, active, prefix) -> indices   (contract and semantics: pgocc.ops.fps)
       -> pgocc::fps (torch.library.custom_op)
          GPU, float32:  _fps_persistent_kernel  one launch; the CTAs of a row exchange one 64-bit key each per
                                                 iteration through global memory (a grid-wide argmax, no barrier)
@@ -35,7 +35,9 @@ SM. The Triton interpreter runs programs one after another, so it can run the pe
 per row (the tests do); the registry's path there is the step kernel.
 
 An inactive row (``active[b]`` False) runs no iteration: its CTAs read the flag and stop, so its indices stay at the
-0 the output was filled with.
+0 the output was filled with. A ``prefix`` of S picks is copied to the output's first S columns; the persistent kernel
+then folds the S picks into each chunk's minimum distances (S independent updates per CTA, no exchange) and runs
+its exchange loop from iteration S; the step design forces step j's pick to ``prefix[b, j]`` for j < S.
 
 Exactness: distances are ``dx*dx + dy*dy + dz*dz`` in the input dtype with FMA contraction disabled, which rounds
 exactly as the reference's separate torch ops; ties go to the lowest index. Hence the indices are identical to the
@@ -67,6 +69,8 @@ REPLICAS = 4
 SECTOR = 8
 """int64 words between published keys: one key per 64 bytes. H100, 345,600 -> 6000, six slot addresses each: 4 words
 9.49-9.64 ms, 8 words 9.22-9.47 ms, 16 words 9.50-9.81 ms."""
+PREFIX_BLOCK = 1024
+"""Points per CTA of the prefix fold (_fps_prefix_kernel): many CTAs, each looping over the S picks."""
 
 
 @triton.jit
@@ -80,10 +84,11 @@ def _fps_update(mind, x, y, z, px, py, pz):
 
 
 @triton.jit
-def _fps_persistent_kernel(points_ptr, lengths_ptr, active_ptr, slots_ptr, out_ptr, K, stride_pb, stride_pn,
-                           stride_pc, stride_ob, C: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
-                           IDX_BITS: tl.constexpr, TAG_BITS: tl.constexpr, REPLICAS: tl.constexpr,
-                           SECTOR: tl.constexpr, HAS_ACTIVE: tl.constexpr):
+def _fps_persistent_kernel(points_ptr, lengths_ptr, active_ptr, prefix_ptr, mind_ptr, slots_ptr, out_ptr, K, S,
+                           stride_pb, stride_pn, stride_pc, stride_ob, stride_xb, stride_mb, C: tl.constexpr,
+                           C_PAD: tl.constexpr, BLOCK: tl.constexpr, IDX_BITS: tl.constexpr,
+                           TAG_BITS: tl.constexpr, REPLICAS: tl.constexpr, SECTOR: tl.constexpr,
+                           HAS_ACTIVE: tl.constexpr, HAS_PREFIX: tl.constexpr):
     IDX_MASK: tl.constexpr = (1 << IDX_BITS) - 1
     TAG_MASK: tl.constexpr = (1 << TAG_BITS) - 1
     STALE: tl.constexpr = 0x7FFFFFFFFFFFFFFF   # above every key: marks a slot not yet published this iteration
@@ -99,18 +104,25 @@ def _fps_persistent_kernel(points_ptr, lengths_ptr, active_ptr, slots_ptr, out_p
     low = (IDX_MASK - offs).to(tl.int64) << TAG_BITS
     # Padding lanes hold -1: their keys are negative, below every valid point's.
     mind = tl.where(valid, float("inf"), -1.0)
-    px = tl.load(row)
-    py = tl.load(row + stride_pc)
-    pz = tl.load(row + 2 * stride_pc)
-    if cta == 0:
-        tl.store(out_ptr + b * stride_ob, 0)
-    lanes = tl.arange(0, C_PAD)
-    lane_ok = lanes < C
     # Every CTA of a row reads the same flag, so an inactive row's CTAs all skip the loop (none waits on another).
     k_row = K
     if HAS_ACTIVE:
-        k_row = tl.where(tl.load(active_ptr + b) != 0, K, 1)
-    for j in range(1, k_row):
+        k_row = tl.where(tl.load(active_ptr + b) != 0, K, 0)
+    if HAS_PREFIX:
+        # The S given picks (the launcher wrote them to the output; _fps_prefix_kernel folded them into mind_ptr):
+        # go on from iteration S with the last of them as the latest pick (folding it in again changes no minimum).
+        mind = tl.load(mind_ptr + b * stride_mb + offs, mask=valid, other=-1.0)
+        last = tl.load(prefix_ptr + b * stride_xb + S - 1)
+        first = S
+    else:
+        last = 0
+        first = 1
+    px = tl.load(row + last * stride_pn)
+    py = tl.load(row + last * stride_pn + stride_pc)
+    pz = tl.load(row + last * stride_pn + 2 * stride_pc)
+    lanes = tl.arange(0, C_PAD)
+    lane_ok = lanes < C
+    for j in range(first, k_row):
         tag = j & TAG_MASK
         slot = slots_ptr + (b * 2 + j % 2) * (REPLICAS * C_PAD * SECTOR)
         mind = _fps_update(mind, x, y, z, px, py, pz)
@@ -135,9 +147,33 @@ def _fps_persistent_kernel(points_ptr, lengths_ptr, active_ptr, slots_ptr, out_p
 
 
 @triton.jit
-def _fps_step_kernel(points_ptr, lengths_ptr, active_ptr, mind_ptr, cand_ptr, cand_idx_ptr, out_ptr, j, K,
-                     stride_pb, stride_pn, stride_pc, stride_ob, B, C: tl.constexpr, C_PAD: tl.constexpr,
-                     BLOCK: tl.constexpr, HAS_ACTIVE: tl.constexpr):
+def _fps_prefix_kernel(points_ptr, lengths_ptr, active_ptr, picked_ptr, mind_ptr, S, stride_pb, stride_pn, stride_pc,
+                       stride_kb, stride_mb, BLOCK: tl.constexpr, HAS_ACTIVE: tl.constexpr):
+    """Minimum distance of each point to the S picked points (coordinates ``picked_ptr`` [B, S, 3], contiguous):
+    independent per point, so spread over many CTAs; invalid lanes hold -1 as in the persistent kernel."""
+    b = tl.program_id(1).to(tl.int64)
+    n = tl.load(lengths_ptr + b)
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < n
+    row = points_ptr + b * stride_pb
+    x = tl.load(row + offs * stride_pn, mask=valid, other=0.0)
+    y = tl.load(row + offs * stride_pn + stride_pc, mask=valid, other=0.0)
+    z = tl.load(row + offs * stride_pn + 2 * stride_pc, mask=valid, other=0.0)
+    mind = tl.where(valid, float("inf"), -1.0)
+    s_row = S
+    if HAS_ACTIVE:
+        s_row = tl.where(tl.load(active_ptr + b) != 0, S, 0)
+    picked = picked_ptr + b * stride_kb
+    for i in range(0, s_row):
+        mind = _fps_update(mind, x, y, z, tl.load(picked + 3 * i), tl.load(picked + 3 * i + 1),
+                           tl.load(picked + 3 * i + 2))
+    tl.store(mind_ptr + b * stride_mb + offs, mind, mask=offs < stride_mb)
+
+
+@triton.jit
+def _fps_step_kernel(points_ptr, lengths_ptr, active_ptr, prefix_ptr, mind_ptr, cand_ptr, cand_idx_ptr, out_ptr, j,
+                     K, S, stride_pb, stride_pn, stride_pc, stride_ob, stride_xb, B, C: tl.constexpr,
+                     C_PAD: tl.constexpr, BLOCK: tl.constexpr, HAS_ACTIVE: tl.constexpr, HAS_PREFIX: tl.constexpr):
     """Step j: pick point j (index 0, or the winner of step j - 1's candidates), then produce step j's candidates.
 
     Uses the built-in argmax (first maximum) rather than the persistent kernel's tuple reduction: the interpreter
@@ -154,6 +190,8 @@ def _fps_step_kernel(points_ptr, lengths_ptr, active_ptr, mind_ptr, cand_ptr, ca
     cd = tl.load(cand_ptr + prev, mask=(lanes < C) & (j > 0), other=-1.0)
     ci = tl.load(cand_idx_ptr + prev, mask=(lanes < C) & (j > 0), other=0)
     sel = tl.sum(tl.where(lanes == tl.argmax(cd, 0, tie_break_left=True), ci, 0), 0)
+    if HAS_PREFIX:
+        sel = tl.where(j < S, tl.load(prefix_ptr + b * stride_xb + tl.minimum(j, S - 1)), sel)
     # An inactive row keeps the 0 the output was filled with (its distances are updated but never read).
     write = cta == 0
     if HAS_ACTIVE:
@@ -203,21 +241,29 @@ def _num_warps(block: int) -> int:
 
 
 def fps_launch(points: torch.Tensor, lengths: torch.Tensor, num_samples: int, active: torch.Tensor | None = None,
-               *, persistent: bool, ctas_per_row: int | None = None) -> torch.Tensor:
+               prefix: torch.Tensor | None = None, *, persistent: bool, ctas_per_row: int | None = None
+               ) -> torch.Tensor:
     """Run one of the two kernel designs (see the module docstring).
 
     Args:
         active: optional [B] bool; inactive rows are skipped and left at index 0.
+        prefix: optional [B, S] int64 first picks to continue from.
         persistent: the persistent kernel (float32 only); else one launch per selected point.
         ctas_per_row: cap on the CTAs sharing a row; default one CTA per SM over all rows (under the interpreter
             4 SMs are assumed). The interpreter runs the persistent kernel only with ``ctas_per_row=1``.
     """
     B, N, _ = points.shape
     out = torch.zeros(B, num_samples, dtype=torch.int64, device=points.device)
-    # Without a mask the flag pointer is never read (HAS_ACTIVE is False); any tensor serves as the argument.
+    # Without a mask or a prefix their pointers are never read (HAS_ACTIVE / HAS_PREFIX False): any tensor serves.
     flags = active if active is not None else lengths
+    picks = prefix if prefix is not None else out
+    S = prefix.shape[1] if prefix is not None else 0
     torch._assert_async(((lengths >= num_samples) & (lengths <= N)).all(),
                         "fps: every lengths[b] must lie in [num_samples, N]")
+    if prefix is not None:
+        torch._assert_async(((prefix >= 0) & (prefix < lengths.unsqueeze(1))).all(),
+                            "fps: every prefix[b] index must lie in [0, lengths[b])")
+        out[:, :S] = prefix if active is None else torch.where(active.unsqueeze(1), prefix, 0)
     on_gpu = points.device.type == "cuda" and not INTERPRET
     if ctas_per_row is None:
         sms = _sm_count(points.device.index if points.device.index is not None else torch.cuda.current_device()) \
@@ -225,7 +271,7 @@ def fps_launch(points: torch.Tensor, lengths: torch.Tensor, num_samples: int, ac
         ctas_per_row = max(1, sms // B)
     C, block = plan(N, ctas_per_row, GPU_MIN_BLOCK if on_gpu else 16)
     c_pad = max(2, triton.next_power_of_2(C))
-    strides = (points.stride(0), points.stride(1), points.stride(2), out.stride(0))
+    strides = (points.stride(0), points.stride(1), points.stride(2), out.stride(0), picks.stride(0))
     if persistent:
         if points.dtype != torch.float32:
             raise ValueError(f"fps (triton): the persistent design packs float32 distances into its keys; got "
@@ -233,38 +279,49 @@ def fps_launch(points: torch.Tensor, lengths: torch.Tensor, num_samples: int, ac
         if INTERPRET and C > 1:
             raise ValueError(f"fps (triton): the interpreter runs CTAs one after another, so the persistent design "
                              f"needs one CTA per row there (ctas_per_row=1); planned {C}")
-        slots = torch.zeros(B, 2, REPLICAS, c_pad, SECTOR, dtype=torch.int64, device=points.device)
-        _fps_persistent_kernel[(C, B)](points, lengths, flags, slots, out, num_samples, *strides, C=C,
+        # The slots start with the tag of the iteration before the first one run (max(S, 1) - 1), which neither of
+        # the first two iterations' tags equals: no stale slot passes for a published key.
+        stale_tag = (max(S, 1) - 1) & ((1 << TAG_BITS) - 1)
+        slots = torch.full((B, 2, REPLICAS, c_pad, SECTOR), stale_tag, dtype=torch.int64, device=points.device)
+        mind = points.new_empty((B, C * block)) if prefix is not None else out
+        if prefix is not None:
+            picked = torch.gather(points, 1, prefix.unsqueeze(-1).expand(-1, -1, 3)).contiguous()   # [B, S, 3]
+            _fps_prefix_kernel[(triton.cdiv(C * block, PREFIX_BLOCK), B)](
+                points, lengths, flags, picked, mind, S, *strides[:3], picked.stride(0), mind.stride(0),
+                BLOCK=PREFIX_BLOCK, HAS_ACTIVE=active is not None, enable_fp_fusion=False)
+        _fps_persistent_kernel[(C, B)](points, lengths, flags, picks, mind, slots, out, num_samples, S, *strides,
+                                       mind.stride(0), C=C,
                                        C_PAD=c_pad, BLOCK=block, IDX_BITS=IDX_BITS, TAG_BITS=TAG_BITS,
                                        REPLICAS=REPLICAS, SECTOR=SECTOR, HAS_ACTIVE=active is not None,
-                                       num_warps=_num_warps(block), enable_fp_fusion=False,
-                                       launch_cooperative_grid=not INTERPRET)
+                                       HAS_PREFIX=prefix is not None, num_warps=_num_warps(block),
+                                       enable_fp_fusion=False, launch_cooperative_grid=not INTERPRET)
         return out
     mind = torch.full((B, C * block), float("inf"), dtype=points.dtype, device=points.device)
     cand = torch.empty(2, B, c_pad, dtype=points.dtype, device=points.device)
     cand_idx = torch.empty(2, B, c_pad, dtype=torch.int64, device=points.device)
     for j in range(num_samples):
-        _fps_step_kernel[(C, B)](points, lengths, flags, mind, cand, cand_idx, out, j, num_samples, *strides, B,
-                                 C=C, C_PAD=c_pad, BLOCK=block, HAS_ACTIVE=active is not None,
-                                 num_warps=_num_warps(block), enable_fp_fusion=False)
+        _fps_step_kernel[(C, B)](points, lengths, flags, picks, mind, cand, cand_idx, out, j, num_samples, S,
+                                 *strides, B, C=C, C_PAD=c_pad, BLOCK=block, HAS_ACTIVE=active is not None,
+                                 HAS_PREFIX=prefix is not None, num_warps=_num_warps(block),
+                                 enable_fp_fusion=False)
     return out
 
 
 @torch.library.custom_op("pgocc::fps", mutates_args=())
-def _fps_op(points: torch.Tensor, lengths: torch.Tensor, num_samples: int,
-            active: torch.Tensor | None = None) -> torch.Tensor:
-    return fps_launch(points, lengths, num_samples, active,
+def _fps_op(points: torch.Tensor, lengths: torch.Tensor, num_samples: int, active: torch.Tensor | None = None,
+            prefix: torch.Tensor | None = None) -> torch.Tensor:
+    return fps_launch(points, lengths, num_samples, active, prefix,
                       persistent=not INTERPRET and points.dtype == torch.float32)
 
 
 @_fps_op.register_fake
-def _(points: torch.Tensor, lengths: torch.Tensor, num_samples: int,
-      active: torch.Tensor | None = None) -> torch.Tensor:
+def _(points: torch.Tensor, lengths: torch.Tensor, num_samples: int, active: torch.Tensor | None = None,
+      prefix: torch.Tensor | None = None) -> torch.Tensor:
     return points.new_empty((points.shape[0], num_samples), dtype=torch.int64)
 
 
-def fps(points: torch.Tensor, lengths: torch.Tensor, num_samples: int,
-        active: torch.Tensor | None = None) -> torch.Tensor:
+def fps(points: torch.Tensor, lengths: torch.Tensor, num_samples: int, active: torch.Tensor | None = None,
+        prefix: torch.Tensor | None = None) -> torch.Tensor:
     """Farthest point sampling (see ``pgocc.ops.fps``).
 
     Args:
@@ -272,8 +329,9 @@ def fps(points: torch.Tensor, lengths: torch.Tensor, num_samples: int,
         lengths: [B] int64 valid points per row, each in [num_samples, N] (checked on device).
         num_samples: K.
         active: optional [B] bool; inactive rows are skipped and left at index 0.
+        prefix: optional [B, S] int64 first picks to continue from.
 
     Returns:
         [B, K] int64 indices, identical to the reference's. Deterministic.
     """
-    return _fps_op(points, lengths, num_samples, active)
+    return _fps_op(points, lengths, num_samples, active, prefix)

@@ -33,13 +33,13 @@ def assert_equal(out: torch.Tensor, ref: torch.Tensor) -> None:
 
 
 def launch(design: str, points: torch.Tensor, lengths: torch.Tensor, num_samples: int,
-           active: torch.Tensor | None = None) -> torch.Tensor:
+           active: torch.Tensor | None = None, prefix: torch.Tensor | None = None) -> torch.Tensor:
     from kernels_triton.fps import fps_launch
 
     if design == "persistent":
-        return fps_launch(points, lengths, num_samples, active, persistent=True,
+        return fps_launch(points, lengths, num_samples, active, prefix, persistent=True,
                           ctas_per_row=None if HAS_GPU else 1)
-    return fps_launch(points, lengths, num_samples, active, persistent=False)
+    return fps_launch(points, lengths, num_samples, active, prefix, persistent=False)
 
 
 @pytest.mark.parametrize("impl", KERNELS)
@@ -128,6 +128,26 @@ def test_inactive_rows_are_skipped(design: str, device: torch.device, seed: int)
         assert_equal(out, ops.resolve(OP, "reference")(**inputs, active=active))
 
 
+@pytest.mark.parametrize("design", DESIGNS)
+def test_a_prefix_continues_the_sampling(design: str, device: torch.device, seed: int) -> None:
+    """The first S picks of an FPS as prefix give that FPS run on (the model's fallbacks); for the persistent kernel
+    S = 256 and 257 put its first iteration on both sides of an 8-bit tag wrap (the step design has no tags, and
+    under the interpreter each of its steps is a launch: fewer picks there); an inactive row is left at 0."""
+    K = 270 if design == "persistent" else 60
+    inputs = spec.make_inputs(Case("b2_n400", {"B": 2, "N": 400, "K": K}), device=device, seed=seed)
+    full = ops.resolve(OP, "reference")(**inputs)
+    for S in (1, 40, 256, 257, K) if design == "persistent" else (1, 40, K):
+        out = launch(design, **inputs, prefix=full[:, :S].contiguous())
+        assert_equal(out, full)
+    out = launch(design, **inputs, active=torch.tensor([False, True], device=device), prefix=full[:, :40])
+    assert not bool(out[0].any()) and torch.equal(out[1].cpu(), full[1].cpu())
+    # another prefix than the FPS's own: the picks come first, then the greedy continuation from all of them
+    picks = torch.tensor([[399, 7, 123], [5, 6, 7]], device=device)
+    out = launch(design, **inputs, prefix=picks)
+    assert out[:, :3].tolist() == picks.tolist()
+    assert_equal(out, ops.resolve(OP, "reference")(**inputs, prefix=picks))
+
+
 @pytest.mark.parametrize("impl", KERNELS)
 def test_compiles_fullgraph(impl: str, device: torch.device, seed: int) -> None:
     inputs = spec.make_inputs(spec.CASES["cpu"][0], device=device, seed=seed)
@@ -145,6 +165,12 @@ def test_compiles_fullgraph(impl: str, device: torch.device, seed: int) -> None:
 def test_short_row_is_an_error(impl: str) -> None:
     with pytest.raises(RuntimeError, match="lengths"):
         ops.resolve(OP, impl)(torch.zeros(2, 10, 3), torch.tensor([10, 3]), 4)
+
+
+def test_reference_prefix_outside_the_row_names_the_row() -> None:
+    with pytest.raises(ValueError, match=r"^fps: prefix\[1\] holds an index outside the row's 6 points$"):
+        ops.resolve(OP, "reference")(torch.zeros(2, 10, 3), torch.tensor([10, 6]), 4, None,
+                                     torch.tensor([[0, 9], [0, 6]]))
 
 
 def test_reference_short_row_names_the_row() -> None:
@@ -165,6 +191,12 @@ def test_reference_short_row_names_the_row() -> None:
     ((torch.zeros(1, 10, 3, dtype=torch.float16), torch.tensor([10]), 4), "points must have dtype"),
     ((torch.zeros(2, 10, 3), torch.tensor([10, 10]), 4, torch.tensor([1, 0])), "active must have dtype"),
     ((torch.zeros(2, 10, 3), torch.tensor([10, 10]), 4, torch.tensor([True])), r"active must be \[2\]"),
+    ((torch.zeros(2, 10, 3), torch.tensor([10, 10]), 4, None, torch.zeros(2, 0, dtype=torch.int64)),
+     r"prefix must hold 1 to num_samples=4 picks per row, got 0"),
+    ((torch.zeros(2, 10, 3), torch.tensor([10, 10]), 4, None, torch.zeros(2, 5, dtype=torch.int64)),
+     r"prefix must hold 1 to num_samples=4 picks per row, got 5"),
+    ((torch.zeros(2, 10, 3), torch.tensor([10, 10]), 4, None, torch.zeros(2, 2, dtype=torch.int32)),
+     "prefix must have dtype"),
 ])
 def test_bad_input_names_the_argument(impl: str, args: tuple, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -221,19 +221,3 @@ def test_default_size_train_step_with_triton_kernels(device: torch.device) -> No
     grad = model.layers[0].mixing.parameter_generator.weight.grad
     assert grad is not None and bool(torch.isfinite(grad).all())
 
-
-@pytest.mark.gpu
-def test_query_init_on_its_own_stream_changes_nothing(device: torch.device, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The query initialisation runs on a second CUDA stream beside the backbone; a missing join would let the
-    stages read half-written centres. Same weights and batch with and without that stream: bitwise equal."""
-    cfg = base()
-    model = PGOcc(cfg.model, cfg.kernels).to(device).eval()
-    batch = default_size_batch(device)
-    with torch.no_grad():
-        assert model._init_stream(device) is not None
-        two = [model(batch) for _ in range(3)]
-        monkeypatch.setattr(model, "_init_stream", lambda device: None)
-        one = model(batch)
-    for pred in two:
-        for got, want in zip(pred.stages, one.stages, strict=True):
-            assert torch.equal(got.means, want.means) and torch.equal(got.features, want.features)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from pgocc.model import PGOcc
-from pgocc.model.pgocc import Candidates
+from pgocc.model.pgocc import Candidates, Fallbacks
 from reference.fps import fps as reference_fps
 from tests.test_model import make_batch, tiny_cfg
 
@@ -76,9 +76,13 @@ def test_densification_adds_gaussians_exactly_where_the_render_lies_behind_the_f
     for b in range(B):
         candidates[b, excluded[b]] = False
     model.renderer = _FixedDepth(rendered)
-    # the stage-0 candidates: the first 200 and 150 of some random points (the fallbacks are their FPS ordering)
+    # the stage-0 candidates: the first 200 and 150 of some random points, with their first Q_0 FPS picks (the
+    # fallbacks are the rest of that FPS ordering)
     stage0 = Candidates(torch.randn(B, 240, 3), torch.tensor([200, 150]))
-    new, count, narrowed = model._densify(None, batch, depth, ego, candidates, 2, stage0)   # type: ignore[arg-type]
+    total = sum(mcfg.num_queries)
+    coarse = reference_fps(stage0.points, stage0.count, mcfg.num_queries[0])
+    fallbacks = Fallbacks(model._fps, stage0, coarse, total)
+    new, count, narrowed = model._densify(None, batch, depth, ego, candidates, 2, fallbacks)  # type: ignore[arg-type]
 
     assert count.tolist() == [num, num - 6]
     expected_mask = torch.zeros(B, M, dtype=torch.bool)
@@ -129,3 +133,25 @@ def test_forward_feeds_normalised_centres_to_the_position_encoder_and_bev_metres
     delta = (2 / (1 + torch.exp(-raw[..., :3])) - 1) * cfg.model.max_delta
     scale = torch.cat([torch.ones(Q0), torch.full((Q1,), 0.5)]).view(1, -1, 1)
     torch.testing.assert_close(means1, centres1 + delta * scale, rtol=0, atol=1e-6)
+
+
+def test_fallbacks_are_the_stage0_ordering_computed_once_per_sample() -> None:
+    """Rows Q_0 … of the stage-0 FPS ordering, continued from the coarse picks only for the samples that need them
+    and only once: stage 1 needs them for sample 0, stage 2 for both (sample 0's are reused)."""
+    g = torch.Generator().manual_seed(5)
+    stage0 = Candidates(torch.randn(2, 300, 3, generator=g), torch.tensor([300, 260]))
+    full = reference_fps(stage0.points, stage0.count, 36)                 # Q = 20 / 8 / 8
+    active_rows = []
+
+    def fps(points: torch.Tensor, lengths: torch.Tensor, k: int, active: torch.Tensor | None = None,
+            prefix: torch.Tensor | None = None) -> torch.Tensor:
+        active_rows.append(active.tolist())
+        return reference_fps(points, lengths, k, active, prefix)
+
+    fallbacks = Fallbacks(fps, stage0, full[:, :20], 36)
+    first = fallbacks.rows(torch.tensor([True, False]), 20, 8)
+    assert torch.equal(first[0], stage0.points[0, full[0, 20:28]])
+    second = fallbacks.rows(torch.tensor([True, True]), 28, 8)
+    for b in range(2):
+        assert torch.equal(second[b], stage0.points[b, full[b, 28:36]])
+    assert active_rows == [[True, False], [False, True]]

@@ -62,6 +62,41 @@ class Candidates(NamedTuple):
     """[B] int64."""
 
 
+def gather_points(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``points[b, idx[b]]`` for each sample: [B, M, 3] and [B, K] int64 → [B, K, 3]."""
+    return torch.gather(points, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
+
+
+class Fallbacks:
+    """Rows Q_0 … ΣQ − 1 of the stage-0 FPS ordering: the centres a later stage takes when it has too few candidates
+    (§1.6). The stage-0 FPS draws only the Q_0 coarse picks; a sample's fallback rows are computed at the first stage
+    that needs them, as the continuation of its coarse picks up to ΣQ (the ``fps`` op's ``prefix``; its ``active``
+    mask, decided on the device, runs it for those samples only), and kept for the later stages. FPS is greedy, so
+    the rows are those of one ΣQ-point run; a frame that needs none skips their dependent steps.
+
+    Args:
+        fps: the resolved ``fps`` op.
+        stage0: the stage-0 candidates.
+        coarse: [B, Q_0] int64 their first FPS picks.
+        total: ΣQ.
+    """
+
+    def __init__(self, fps: Callable[..., torch.Tensor], stage0: Candidates, coarse: torch.Tensor, total: int) -> None:
+        self.fps, self.stage0, self.coarse, self.total = fps, stage0, coarse, total
+        self.order = coarse.new_zeros(coarse.shape[0], total)
+        """[B, ΣQ] the ordering of the samples in ``done`` (0 elsewhere)."""
+        self.done = torch.zeros(coarse.shape[0], dtype=torch.bool, device=coarse.device)
+
+    def rows(self, need: torch.Tensor, start: int, num: int) -> torch.Tensor:
+        """[B, num, 3] the points of rows ``start`` … ``start + num − 1`` for the samples where ``need`` ([B] bool)
+        is True; filler in the other rows (the caller keeps its own centres there)."""
+        fresh = need & ~self.done
+        order = self.fps(self.stage0.points, self.stage0.count.clamp_min(self.total), self.total, fresh, self.coarse)
+        self.order = torch.where(fresh.unsqueeze(1), order, self.order)
+        self.done = self.done | fresh
+        return gather_points(self.stage0.points, self.order[:, start:start + num])
+
+
 class QueryInit(NamedTuple):
     """What the query initialisation hands to the stages."""
 
@@ -71,10 +106,10 @@ class QueryInit(NamedTuple):
     """[B, N·H_r·W_r, 3] every render pixel back-projected into the ego frame."""
     candidates: torch.Tensor
     """[B, N·H_r·W_r] bool: valid and inside pc_range (the densification candidates before any residual mask)."""
-    stage0: Candidates
-    """The stage-0 FPS candidates."""
     positions: torch.Tensor
     """[B, Q_0, 3] the coarse centres."""
+    fallbacks: Fallbacks
+    """The later stages' fallback centres."""
 
 
 class PGOcc(nn.Module):
@@ -96,7 +131,6 @@ class PGOcc(nn.Module):
         self.anisotropic = cfg.switch("anisotropic_sampling")
         self.delta_by_origin = cfg.switch("delta_scale_by_origin")
         self.roi_at_stage0 = cfg.switch("roi_at_stage0")
-        self._streams: dict[torch.device, torch.cuda.Stream] = {}
 
         self.backbone = ResNet(cfg.backbone_layers, cfg.backbone_width, cfg.frozen_stages, cfg.checkpoint_activations)
         if cfg.backbone_weights:
@@ -206,14 +240,10 @@ class PGOcc(nn.Module):
         order = torch.argsort((~mask).to(torch.uint8), dim=1, stable=True)
         return Candidates(torch.gather(points, 1, order.unsqueeze(-1).expand(-1, -1, 3)), mask.sum(1))
 
-    def _sample(self, candidates: Candidates, num: int, active: torch.Tensor | None = None) -> torch.Tensor:
-        """The first ``num`` points of each sample's FPS ordering of its candidates: [B, num, 3].
-
-        Where a count is below ``num`` the FPS runs over the first ``num`` compacted points and the caller must
-        replace the result; where ``active`` ([B] bool) is False the FPS does not run and the rows are filler.
-        """
-        idx = self._fps(candidates.points, candidates.count.clamp_min(num), num, active)
-        return torch.gather(candidates.points, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
+    def _first_picks(self, candidates: Candidates, num: int) -> torch.Tensor:
+        """[B, num] int64 the first ``num`` picks of each sample's FPS ordering of its candidates. Where a count is
+        below ``num`` the FPS runs over the first ``num`` compacted points and the caller must replace the result."""
+        return self._fps(candidates.points, candidates.count.clamp_min(num), num)
 
     # ----------------------------------------------------------------------------------------------------------
 
@@ -250,28 +280,17 @@ class PGOcc(nn.Module):
         if cache is None and batch.images.shape[1] != T * N:
             raise ValueError(f"PGOcc: batch has the images of {batch.images.shape[1] // N} of its {T} frames (online "
                              "loader); pass the FeatureCache that holds the others")
-        # The query initialisation needs only the depth, so on a GPU it runs on a second, high-priority stream while
-        # the backbone runs on this one: the stage-0 FPS is a chain of dependent steps that leaves most of the GPU
-        # idle. (Blocks allocated there are reused only by later work on that stream, which first waits for this
-        # one, so no tensor needs record_stream.)
-        device = batch.depth.device
-        side = self._init_stream(device)
-        if side is not None:
-            side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            init = self._query_init(batch, checks)
         pyramid = self.sampling_pyramid(self.extract_features(batch.images, N, frame_keys, cache), T)
-        if side is not None:
-            torch.cuda.current_stream(device).wait_stream(side)
+        depth, ego_points, candidates, positions, fallbacks = self._query_init(batch, checks)
         ego2img = batch.ego2img.view(B, T, N, 4, 4)
-        depth, ego_points, candidates, stage0, positions = init
-        counts = [stage0.count]
+        counts = [fallbacks.stage0.count]
 
         stages: list[Gaussians] = []
         for s in range(self.num_stages):
             Q = sum(cfg.num_queries[:s + 1])
             if s > 0:
-                new, count, candidates = self._densify(stages[-1], batch, depth, ego_points, candidates, s, stage0)
+                new, count, candidates = self._densify(stages[-1], batch, depth, ego_points, candidates, s,
+                                                       fallbacks)
                 positions = torch.cat([positions, new], 1)
                 counts.append(count)
             num_old = Q - cfg.num_queries[s] if s > 0 else 0
@@ -293,14 +312,6 @@ class PGOcc(nn.Module):
             stages.append(Gaussians(positions, g_quats, g_scales, opacities, features))
         return stages, counts
 
-    def _init_stream(self, device: torch.device) -> torch.cuda.Stream | None:
-        """The query initialisation's CUDA stream on ``device`` (created once), or None off CUDA."""
-        if device.type != "cuda":
-            return None
-        if device not in self._streams:
-            self._streams[device] = torch.cuda.Stream(device, priority=-1)
-        return self._streams[device]
-
     def _query_init(self, batch: Batch, checks: Checks) -> QueryInit:
         """Query initialisation (§1.5): the back-projected, clamped foundation depth and the coarse centres."""
         cfg = self.cfg
@@ -315,9 +326,9 @@ class PGOcc(nn.Module):
         stage0 = self._compact(ego_points, valid & roi if self.roi_at_stage0 else valid)
         checks.expect(stage0.count >= total, f"PGOcc: fewer than {total} valid foundation-depth pixels (batch.depth) "
                                              "to initialise the queries")
-        # Only the coarse centres now: the fallback rows Q_0 … of the same ordering are computed by _densify for
-        # the samples that need them (FPS is greedy, so its first Q_0 picks are those of the longer run).
-        return QueryInit(depth, ego_points, valid & roi, stage0, self._sample(stage0, cfg.num_queries[0]))
+        coarse = self._first_picks(stage0, cfg.num_queries[0])
+        return QueryInit(depth, ego_points, valid & roi, gather_points(stage0.points, coarse),
+                         Fallbacks(self._fps, stage0, coarse, total))
 
     def _sampling_frames(self, prev: Gaussians | None, box: torch.Tensor, batch_size: int, num_old: int
                          ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -335,7 +346,7 @@ class PGOcc(nn.Module):
         return quats, scales
 
     def _densify(self, prev: Gaussians, batch: Batch, depth: torch.Tensor, ego_points: torch.Tensor,
-                 candidates: torch.Tensor, stage: int, stage0: Candidates
+                 candidates: torch.Tensor, stage: int, fallbacks: Fallbacks
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """New centres of ``stage`` (§1.6 item 1) from the candidates narrowed by the previous stage's residual mask.
 
@@ -344,7 +355,7 @@ class PGOcc(nn.Module):
             depth: [B, N, H_r, W_r] clamped foundation depth.
             ego_points: [B, N·H_r·W_r, 3].
             candidates: [B, N·H_r·W_r] bool, valid & roi & the residual masks of the earlier stages.
-            stage0: the stage-0 candidates, whose FPS ordering holds the fallbacks at rows Q_0 + … (§1.6).
+            fallbacks: the stage-0 ordering's rows Q_0 + …, taken where a sample has too few candidates (§1.6).
 
         Returns:
             ([B, Q_s, 3] new centres, [B] candidate counts, [B, N·H_r·W_r] the narrowed candidates).
@@ -356,10 +367,7 @@ class PGOcc(nn.Module):
         candidates = candidates & behind.flatten(1)
         num = cfg.num_queries[stage]
         narrowed = self._compact(ego_points, candidates)
-        new = self._sample(narrowed, num)
-        start = sum(cfg.num_queries[:stage])
-        # The stage-0 ordering up to this stage's fallback rows, run only for the samples with too few candidates
-        # (decided on the device: rare, and the stage-0 FPS is the frame's longest chain of dependent steps).
+        new = gather_points(narrowed.points, self._first_picks(narrowed, num))
         enough = narrowed.count >= num
-        fallback = self._sample(stage0, start + num, active=~enough)[:, start:]
+        fallback = fallbacks.rows(~enough, sum(cfg.num_queries[:stage]), num)
         return torch.where(enough.view(-1, 1, 1), new, fallback), narrowed.count, candidates

@@ -2,7 +2,7 @@
 
 Glossary: B batch, N points per batch row (padded), K samples.
 
-    fps(points, lengths, num_samples, active=None) -> indices
+    fps(points, lengths, num_samples, active=None, prefix=None) -> indices
 
 Args:
     points: [B, N, 3] float32/float64 coordinates; row b uses its first ``lengths[b]`` points.
@@ -11,13 +11,16 @@ Args:
     active: optional [B] bool on the points' device: rows where it is False are not sampled (their indices are all
         0). The model's stage-0 fallbacks use it to run only for the samples that need them, without reading the
         decision on the host (docs/model.md §1.6).
+    prefix: optional [B, S] int64, 1 <= S <= K, indices (each in [0, lengths[b])) taken as the first S picks: the
+        sampling continues from them. With the first S indices of an FPS as ``prefix`` the result is that FPS run on
+        to K picks, without redoing the S dependent steps (the model's fallbacks, docs/model.md §1.6).
 
 Returns:
     [B, K] int64 indices into each row's valid prefix, in selection order (all 0 in an inactive row).
 
-Semantics: the first index is 0; each next index is the point whose squared Euclidean distance
-``dx*dx + dy*dy + dz*dz`` (computed in the input dtype, in that order) to the selected set is largest; ties go to
-the lowest index. Selected points have distance 0, so with K == length every point is selected once.
+Semantics: the first index is 0 (with a prefix, its S indices come first); each next index is the point whose
+squared Euclidean distance ``dx*dx + dy*dy + dz*dz`` (computed in the input dtype, in that order) to the selected
+set is largest; ties go to the lowest index. Selected points have distance 0, so with K == length every point is selected once.
 
 Implementations: ``reference`` (a PyTorch loop per row, one host sync per sample) and ``triton`` (each row split over
 up to one CTA per SM; on the GPU in float32 one persistent cooperative launch whose CTAs exchange one 64-bit key
@@ -43,12 +46,16 @@ CASES: dict[str, list[Case]] = {
         Case("b2_n64_k1", {"B": 2, "N": 64, "K": 1}),
         Case("b2_ties_grid", {"B": 2, "N": 125, "K": 30}, note="integer grid: many exact ties", extra={"ties": True}),
         Case("b3_n100_k20_active", {"B": 3, "N": 100, "K": 20}, note="row 1 inactive", extra={"active": True}),
+        Case("b2_n150_k24_prefix", {"B": 2, "N": 150, "K": 24}, note="continues 9 random picks",
+             extra={"prefix": 9}),
     ],
     "gpu": [
         Case("b2_n20000_k500", {"B": 2, "N": 20000, "K": 500}),
         Case("b1_ties_grid", {"B": 1, "N": 4096, "K": 300}, extra={"ties": True}),
         Case("b1_n345600_k6000", {"B": 1, "N": 345_600, "K": 6000}, note="stage-0 size (§1.5)"),
         Case("b3_n20000_k300_active", {"B": 3, "N": 20000, "K": 300}, note="row 1 inactive", extra={"active": True}),
+        Case("b2_n50000_k1200_prefix", {"B": 2, "N": 50000, "K": 1200}, note="continues 512 random picks (a tag "
+             "multiple of 256)", extra={"prefix": 512}),
     ],
     "bench": [
         Case("stage0_345600_to_6000", {"B": 1, "N": 345_600, "K": 6000}, note="query initialisation (§1.5)"),
@@ -58,7 +65,7 @@ CASES: dict[str, list[Case]] = {
 
 
 def validate(points: torch.Tensor, lengths: torch.Tensor, num_samples: int,
-             active: torch.Tensor | None = None) -> None:
+             active: torch.Tensor | None = None, prefix: torch.Tensor | None = None) -> None:
     """Check metadata; raises ValueError naming the argument."""
     check_tensor("fps", "points", points, ("B", "N", 3), dtypes=(torch.float32, torch.float64))
     device = same_device("fps", points=points, lengths=lengths)
@@ -71,6 +78,11 @@ def validate(points: torch.Tensor, lengths: torch.Tensor, num_samples: int,
         raise ValueError(f"fps: num_samples must be an int >= 1, got {num_samples!r}")
     if num_samples > points.shape[1]:
         raise ValueError(f"fps: num_samples={num_samples} exceeds the {points.shape[1]} points per row")
+    if prefix is not None:
+        check_tensor("fps", "prefix", prefix, (points.shape[0], None), dtypes=(torch.int64,), device=device)
+        if not 1 <= prefix.shape[1] <= num_samples:
+            raise ValueError(f"fps: prefix must hold 1 to num_samples={num_samples} picks per row, got "
+                             f"{prefix.shape[1]}")
 
 
 def make_inputs(case: Case, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
@@ -93,6 +105,10 @@ def make_inputs(case: Case, *, device: str | torch.device = "cpu", dtype: torch.
     inputs = {"points": points.to(device), "lengths": lengths.to(device), "num_samples": K}
     if case.extra.get("active"):
         inputs["active"] = (torch.arange(B) != 1).to(device)
+    if case.extra.get("prefix"):
+        # Distinct random picks of each row's valid points (any prefix is valid, not only an FPS ordering's).
+        inputs["prefix"] = torch.stack([torch.randperm(int(n), generator=g)[:case.extra["prefix"]]
+                                        for n in lengths]).to(device)
     return inputs
 
 
