@@ -20,7 +20,8 @@ Returns:
 
 Semantics: the first index is 0 (with a prefix, its S indices come first); each next index is the point whose
 squared Euclidean distance ``dx*dx + dy*dy + dz*dz`` (computed in the input dtype, in that order) to the selected
-set is largest; ties go to the lowest index. Selected points have distance 0, so with K == length every point is selected once.
+set is largest; ties go to the lowest index. Selected points have distance 0, so with K == length every point is
+selected once.
 
 Implementations: ``reference`` (a PyTorch loop per row, one host sync per sample) and ``triton`` (each row split over
 up to one CTA per SM; on the GPU in float32 one persistent cooperative launch whose CTAs exchange one 64-bit key
