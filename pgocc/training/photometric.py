@@ -41,6 +41,14 @@ def _hsv_to_bgr(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
     return torch.stack([channel(1.0), channel(3.0), channel(5.0)], 1)
 
 
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on ``device``. To CUDA through pinned memory and a non-blocking copy: a copy from pageable
+    memory synchronises the stream, and the host would then wait for the previous step's work at every step."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def draw_parameters(num_images: int) -> dict[str, torch.Tensor]:
     """The random choices for ``num_images`` images, from torch's (global) CPU generator."""
     u = torch.rand(num_images, 11)
@@ -67,7 +75,7 @@ def photometric_distortion(images: torch.Tensor, params: dict[str, torch.Tensor]
     shape = images.shape
     x = images.reshape(-1, *shape[-3:]).float()
     M = x.shape[0]
-    p = {k: v.to(images.device) for k, v in (params or draw_parameters(M)).items()}
+    p = {k: _to_device(v, images.device) for k, v in (params or draw_parameters(M)).items()}
 
     def per_image(t: torch.Tensor) -> torch.Tensor:
         return t.view(M, 1, 1, 1)
