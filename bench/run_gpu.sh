@@ -8,7 +8,8 @@
 # ABLATION_TIMEOUT / GRAPH_TIMEOUT (seconds), PGOCC_BENCH_ROUNDS (timed rounds per benchmark), ABLATION_VARIANTS
 # (bench/ablation.py's --variants, in the order run), SKIP_PARITY=1 / SKIP_BENCH=1 / SKIP_BREAKDOWN=1 /
 # SKIP_ABLATION=1 / SKIP_GRAPH=1 to split the work over calls where one call is limited, BREAKDOWN_PRECISION (fp32,
-# bf16 or both, the default), E2E_WORKERS (loader processes of the breakdown's end-to-end rows, default 8).
+# bf16 or both, the default), E2E_WORKERS (loader processes of the breakdown's end-to-end rows; default
+# data.num_workers, at most 4; 8 gave 46.4 ms per bf16 frame on an H100 at 2fb8a97, bench/RESULTS.md).
 # Durations on an H100: parity ≈ 6 min (gsplat's build included), benchmarks ≈ 8 min (capped by BENCH_TIMEOUT),
 # breakdown ≈ 3 min (bench/breakdown.py; the 12-keyframe 1600×900 world of its end-to-end figure takes ≈ 20 s to
 # generate), ablation 3.4 min (bench/ablation.py, 2026-12-07; its last row, gsplat, built gsplat's CUDA extension in
@@ -54,11 +55,9 @@ if [[ "${SKIP_BREAKDOWN:-0}" != 1 ]]; then
   world=/tmp/pgocc-e2e-world
   [[ -d $world ]] || python3 -m pgocc make-synthetic --out "$world" --scenes 1 --keyframes 12 --sweeps 0 \
     --width 1600 --height 900 --text-encoder hash --jobs "$(nproc)" 2>&1 | tail -1
-  # E2E_WORKERS loader processes feed the end-to-end rows (the 6 images of a 1600x900 frame take one process about
-  # 140 ms on the H100 machines' cores, so data.num_workers' default of 4 would bound the frame rate, not the GPU).
   # shellcheck disable=SC2086
   timeout ${BREAKDOWN_TIMEOUT:-300} python3 bench/breakdown.py --out "$OUT" --world "$world" \
-    --precision ${BREAKDOWN_PRECISION:-fp32 bf16} --set data.num_workers="${E2E_WORKERS:-8}" 2>&1 | tail -80
+    --precision ${BREAKDOWN_PRECISION:-fp32 bf16} ${E2E_WORKERS:+--set data.num_workers=$E2E_WORKERS} 2>&1 | tail -80
   breakdown_rc=${PIPESTATUS[0]}
 fi
 
