@@ -32,7 +32,10 @@ from tests.test_readout import OCC3D_COLUMNS
 
 def synthetic_batch(cfg: ExperimentConfig, device: torch.device | str, seed: int = 0) -> Batch:
     """tests/test_model.py's ground-plane scene at ``cfg``'s sizes: T frames × 6 cameras at data.input_size,
-    data.render_size renders, ov_dims × 27 × 48 feature maps (every stage gets its full densification set)."""
+    data.render_size renders, ov_dims × 27 × 48 feature maps. At the default sizes with the seeded random weights of
+    :func:`build_inference` the stage-0 FPS has 156,100 candidates and the densification none (the random Gaussians
+    render no depth behind the ground), so stages 1 and 2 take their fallbacks (counted on the CPU with the
+    reference kernels)."""
     (H_in, W_in), (H_r, W_r) = cfg.data.input_size, cfg.data.render_size
     return make_batch(T=cfg.model.num_frames, D=cfg.model.ov_dims, h=27, w=48, H_in=H_in, W_in=W_in, H_r=H_r,
                       W_r=W_r, seed=seed).to(device)
