@@ -133,6 +133,7 @@ def stage_ranges(model: PGOcc, readout: Readout | None, criterion: PGOccLoss | N
         hook(readout, "readout")
     if criterion is not None:
         hook(criterion, "losses")
+        wrap(criterion, "feature_targets", "losses")  # the training step calls it before the forward
         wrap(criterion.renderer, "features_and_depth", "loss render")
     try:
         yield

@@ -170,8 +170,10 @@ def forward_backward(module: nn.Module, criterion: nn.Module, micro_batches: lis
         device_type = batch.images.device.type
         ctx = (torch.autocast(device_type, dtype=torch.bfloat16) if autocast == "bf16" else contextlib.nullcontext())
         with ctx:
+            # The batch-only targets first: their host sync (the PCA's eigh) then waits for little queued work.
+            targets = criterion.feature_targets(batch)
             prediction = module(batch)
-            out = criterion(prediction, batch)
+            out = criterion(prediction, batch, targets)
         (out.total / n).backward()
         names = list(out.terms)
         stacked = torch.stack([t.detach().float() for t in out.terms.values()])

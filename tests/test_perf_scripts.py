@@ -45,6 +45,7 @@ def test_breakdown_ranges_cover_every_stage_and_come_off(cfg: ExperimentConfig) 
     assert {"loss render", "losses", "optimizer", "densify render", "backbone"} <= set(ranges)
     assert stages["losses"] == pytest.approx(ranges["losses"] - ranges["loss render"])
     assert "readout" not in stages and not criterion.renderer.__dict__.get("features_and_depth")
+    assert "feature_targets" not in vars(criterion)
 
 
 def test_breakdown_writes_its_report(tmp_path: Path) -> None:

@@ -161,10 +161,15 @@ def test_photometric_distortion_only_on_training_images() -> None:
             return batch
 
     class Loss(nn.Module):
-        def forward(self, pred, batch):
+        def feature_targets(self, batch):
+            seen.append("targets")
+            return ("targets of", batch)
+
+        def forward(self, pred, batch, targets):
             from pgocc.model.checks import Checks
             from pgocc.model.criterion import LossOutput
 
+            assert targets == ("targets of", batch)              # the distorted batch's, computed once
             total = pred.images.float().mean() * 0 + probe.w
             return LossOutput(total=total, terms={"x_0": total}, checks=Checks())
 
@@ -174,6 +179,9 @@ def test_photometric_distortion_only_on_training_images() -> None:
     batch = _FakeBatch(images=images, render_gt=render_gt)
     forward_backward(probe, Loss(), [batch], distortion=False)
     forward_backward(probe, Loss(), [batch], distortion=True)
+    # the feature targets before the forward (their host sync then waits for little queued work)
+    assert seen[0] == seen[2] == "targets"
+    seen = [b for b in seen if b != "targets"]
     assert torch.equal(seen[0].images, images)
     assert not torch.equal(seen[1].images, images) and seen[1].images.dtype == torch.uint8
     assert torch.equal(seen[1].render_gt, render_gt)

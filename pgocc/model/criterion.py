@@ -1,6 +1,6 @@
 """The training objective: every stage's Gaussians rendered and scored by the §5 losses, weighted and summed.
 
-    batch.features ─ per-sample PCA basis V [D, k] ─ targets (F·V, upsampled)
+    batch.features ─ per-sample PCA basis V [D, k] ─ targets (F·V, upsampled)    (feature_targets: batch only)
     stage s: Gaussians, features·V ─ gs_raster (op, with grad) ─ feature image, expected depth (clamped)
              ─ warp, feat_mse, feat_cos, depth_silog, depth_l1
 """
@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -49,6 +50,15 @@ class LossOutput:
         return dict(zip(self.terms, torch.stack(list(self.terms.values())).tolist(), strict=True))
 
 
+class FeatureTargets(NamedTuple):
+    """The feature loss's targets, which depend on the batch alone (§5.2)."""
+
+    basis: torch.Tensor
+    """[B, D, k] float64 per-sample PCA basis."""
+    maps: torch.Tensor
+    """[B, N, H_r, W_r, k] the target maps projected onto it and upsampled to the render size."""
+
+
 class PGOccLoss(nn.Module):
     """§5 losses of a :class:`~pgocc.model.types.Prediction` against a batch's self-supervision targets.
 
@@ -70,8 +80,22 @@ class PGOccLoss(nn.Module):
                         "feat_cos": loss_cfg.feat_cos_weight, "depth_silog": loss_cfg.depth_silog_weight,
                         "depth_l1": loss_cfg.depth_l1_weight}
 
-    def forward(self, pred: Prediction, batch: Batch) -> LossOutput:
+    def feature_targets(self, batch: Batch) -> FeatureTargets:
+        """The PCA basis of ``batch.features`` and the projected target maps. The training step computes them before
+        the forward: the exact PCA's ``torch.linalg.eigh`` reads its error flag on the host, and there the host waits
+        only for the little work queued so far, not for the whole forward (docs/performance.md §2)."""
+        if batch.features is None:
+            raise ValueError("PGOccLoss: the batch has no feature targets (batch.features is None): it comes from "
+                             "the online loader (mode='online'), which is for inference; train on mode='train'")
+        basis = pca_basis(batch.features, self.cfg.pca_dims, randomized=self.randomized_pca)   # [B, D, k] f64
+        size = (int(batch.depth.shape[-2]), int(batch.depth.shape[-1]))
+        return FeatureTargets(basis, project_targets(batch.features, basis, size))
+
+    def forward(self, pred: Prediction, batch: Batch, targets: FeatureTargets | None = None) -> LossOutput:
         """Every stage's terms and their weighted sum; ``checks`` extends ``pred.checks`` (see :class:`LossOutput`).
+
+        Args:
+            targets: :meth:`feature_targets` of ``batch`` when computed beforehand; None computes them here.
 
         Raises:
             ValueError: the prediction's stages or feature width do not match the loss config or the batch.
@@ -81,25 +105,23 @@ class PGOccLoss(nn.Module):
         if len(pred.stages) != len(self.cfg.stage_weights):
             raise ValueError(f"PGOccLoss: {len(pred.stages)} stages but loss.stage_weights has "
                              f"{len(self.cfg.stage_weights)}")
-        if batch.features is None:
-            raise ValueError("PGOccLoss: the batch has no feature targets (batch.features is None): it comes from "
-                             "the online loader (mode='online'), which is for inference; train on mode='train'")
+        if targets is None:
+            targets = self.feature_targets(batch)
         D = pred.final.features.shape[-1]
-        if batch.features.shape[2] != D:
-            raise ValueError(f"PGOccLoss: batch.features has D={batch.features.shape[2]} channels but the model "
+        if targets.basis.shape[1] != D:
+            raise ValueError(f"PGOccLoss: batch.features has D={targets.basis.shape[1]} channels but the model "
                              f"predicts {D} (model.ov_dims)")
         checks = Checks()
         checks.extend(pred.checks)
         with checks.guard():
-            total, terms = self._terms(pred, batch, checks)
+            total, terms = self._terms(pred, batch, targets, checks)
         return LossOutput(total=total, terms=terms, checks=checks)
 
-    def _terms(self, pred: Prediction, batch: Batch, checks: Checks
+    def _terms(self, pred: Prediction, batch: Batch, targets: FeatureTargets, checks: Checks
                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The body of :meth:`forward`: (weighted total, unweighted terms); records each term's check."""
         size = (int(batch.depth.shape[-2]), int(batch.depth.shape[-1]))
-        basis = pca_basis(batch.features, self.cfg.pca_dims, randomized=self.randomized_pca)   # [B, D, k] f64
-        target_feat = project_targets(batch.features, basis, size)
+        basis, target_feat = targets
         target_depth = batch.depth[:, :, 0]
         terms: dict[str, torch.Tensor] = {}
         total = target_depth.new_zeros(())
