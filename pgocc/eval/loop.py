@@ -96,7 +96,7 @@ def evaluate(model: nn.Module, readout: Readout, batches: Iterable[tuple[Batch, 
     metric = OccupancyMIoU()
     try:
         for batch, counted in batches:
-            batch = batch.to(device)
+            batch = batch.to(device, non_blocking=True)
             out = predict_labels(model, readout, batch, text, column_labels)
             out.prediction.checks.raise_if_failed()
             if not counted or batch.semantics is None or batch.mask_camera is None:
