@@ -290,9 +290,9 @@ def fps_launch(points: torch.Tensor, lengths: torch.Tensor, num_samples: int, ac
                 points, lengths, flags, picked, mind, S, *strides[:3], picked.stride(0), mind.stride(0),
                 BLOCK=PREFIX_BLOCK, HAS_ACTIVE=active is not None, enable_fp_fusion=False)
         _fps_persistent_kernel[(C, B)](points, lengths, flags, picks, mind, slots, out, num_samples, S, *strides,
-                                       mind.stride(0), C=C,
-                                       C_PAD=c_pad, BLOCK=block, IDX_BITS=IDX_BITS, TAG_BITS=TAG_BITS,
-                                       REPLICAS=REPLICAS, SECTOR=SECTOR, HAS_ACTIVE=active is not None,
+                                       mind.stride(0), C=C, C_PAD=c_pad, BLOCK=block, IDX_BITS=IDX_BITS,
+                                       TAG_BITS=TAG_BITS, REPLICAS=REPLICAS, SECTOR=SECTOR,
+                                       HAS_ACTIVE=active is not None,
                                        HAS_PREFIX=prefix is not None, num_warps=_num_warps(block),
                                        enable_fp_fusion=False, launch_cooperative_grid=not INTERPRET)
         return out
