@@ -251,7 +251,7 @@ def end_to_end(cfg: ExperimentConfig, world: Path, device: torch.device, bf16: b
     model, readout = build_inference(cfg, device)
     index = build_index(world, cfg.data.version, "all")
     dataset = OccDataset(index, num_frames=cfg.model.num_frames, mode="online", input_size=cfg.data.input_size,
-                         render_size=cfg.data.render_size, with_labels=False)
+                         render_size=cfg.data.render_size, with_labels=False, with_render=False)
     t0 = time.perf_counter()
     for i in range(len(dataset)):
         dataset[i]

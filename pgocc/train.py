@@ -376,7 +376,8 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
     val_set = text = column_labels = None
     if tcfg.val_samples > 0:
         val_set = build_dataset(dataclasses.replace(cfg.data, dataroot=str(val_root)), cfg.data.val_split,
-                                num_frames=cfg.model.num_frames, feature_dim=cfg.model.ov_dims, mode="test")
+                                num_frames=cfg.model.num_frames, feature_dim=cfg.model.ov_dims, mode="test",
+                                with_render=False)
         if len(val_set) == 0:
             raise DataError(f"{val_root}: split {cfg.data.val_split!r} has no samples (data.val_split)")
         text, column_labels = prompt_table(val_root, cfg.model.ov_dims)

@@ -192,6 +192,8 @@ def test_bad_inputs_raise_with_names(cfg: ExperimentConfig) -> None:
     batch = make_batch(T=cfg.model.num_frames, D=cfg.model.ov_dims)
     with pytest.raises(ValueError, match="batch.features has D=7 channels but the model predicts 384"):
         PGOccLoss(cfg.model, cfg.loss, cfg.kernels)(model(batch), replace(batch, features=batch.features[:, :, :7]))
+    with pytest.raises(ValueError, match=r"^PGOccLoss: the batch has no render images \(batch.render_gt is None\)"):
+        PGOccLoss(cfg.model, cfg.loss, cfg.kernels)(model(batch), replace(batch, render_gt=None))
     # Data-dependent errors are deferred (pgocc.model.checks): they raise where the prediction is first read.
     with torch.no_grad():
         model.gaussian_heads[1][2].bias[4] = float("nan")

@@ -57,6 +57,37 @@ def test_online_loader_decodes_the_current_images_only(datasets: tuple[OccDatase
     assert len(decoded) > N
 
 
+@pytest.mark.parametrize("mode", ["test", "online"])
+def test_without_render_images_nothing_else_changes(datasets: tuple[OccDataset, OccDataset], mode: str,
+                                                    decoded_jpegs: list[Path],  # noqa: F811
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``with_render=False`` (inference without pictures): no render image is made (no LANCZOS resize, and in test
+    mode no neighbouring sweep decoded), ``render_gt`` is None, every other field is the same."""
+    from PIL import Image
+
+    full = datasets[0] if mode == "test" else datasets[1]
+    lean = OccDataset(full.index, num_frames=T, mode=mode, feature_dim=384, with_render=False, **SIZES)
+    resized = []                                       # the resampling filter of every resize
+    resize = Image.Image.resize
+    monkeypatch.setattr(Image.Image, "resize",
+                        lambda im, size, *a, **k: resized.append(a[:1]) or resize(im, size, *a, **k))
+    ix = full.index
+    i = len(full) - 1                                  # a scene's last keyframe: it has previous sweeps
+    decoded_jpegs.clear()
+    got = lean[i]
+    frames = set(ix.cams[i]) if mode == "online" else {int(f) for f in [*ix.cams[i], *lean.past_frames(i).ravel()]}
+    assert Counter(decoded_jpegs) == Counter(ix.dataroot / str(ix.frame_path[f]) for f in frames)
+    assert (Image.Resampling.LANCZOS,) not in resized
+    want = full[i]
+    assert got.render_gt is None and want.render_gt is not None
+    for name in ("images", "ego2img", "lidar2img", "ego2lidar", "cam2ego", "render_k", "depth", "t0_2_x_geo",
+                 "source_valid", "timestamps", "semantics", "mask_camera", "mask_lidar"):
+        assert torch.equal(getattr(got, name), getattr(want, name)), name
+    assert (got.features is None) == (mode == "online")
+    with pytest.raises(ValueError, match=r"^OccDataset: mode 'train' needs the render images"):
+        OccDataset(full.index, num_frames=T, mode="train", with_render=False, **SIZES)
+
+
 def test_online_inference_with_the_cache_equals_offline_inference(datasets: tuple[OccDataset, OccDataset]
                                                                   ) -> None:
     torch.manual_seed(0)

@@ -53,10 +53,11 @@ class Batch:
     features: torch.Tensor | None
     """[B, N, D, h, w] float32: vision-language feature maps of the current cameras (not normalised); None from the
     online loader (a training target only)."""
-    render_gt: torch.Tensor
+    render_gt: torch.Tensor | None
     """[B, 3·N, H_r, W_r, 3] uint8 BGR: current images, then the camera sweep just before, then just after
     (each N images in camera order), resized to the render size (§5.1). Duplicates of the current images where
-    the scene has no previous/next sweep. [B, N, H_r, W_r, 3], the current images only, from the online loader."""
+    the scene has no previous/next sweep. [B, N, H_r, W_r, 3], the current images only, from the online loader.
+    None from a loader built with ``with_render=False`` (inference without pictures)."""
     t0_2_x_geo: torch.Tensor
     """[B, 2·N, 4, 4] float32: current camera n → previous-sweep camera (rows 0..N-1), then → next-sweep camera
     (rows N..2N-1), ``inverse(cam2global[src]) @ cam2global[cur]``; identity where the sweep is missing (§5.1)."""

@@ -301,8 +301,9 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
     if cfg.data.with_labels and mcfg.grid_dims != GRID_SHAPE:
         raise ConfigError(f"model.pc_range: the readout grid {mcfg.grid_dims} (pc_range / voxel_size) differs from "
                           f"the Occ3D labels' {GRID_SHAPE}; set data.with_labels=false to run without metrics")
+    # The render images serve only the pictures: without pictures the loader decodes and resizes each image once.
     dataset = build_dataset(cfg.data, cfg.data.val_split, num_frames=mcfg.num_frames, feature_dim=mcfg.ov_dims,
-                            mode="online" if options.online else "test")
+                            mode="online" if options.online else "test", with_render=options.pictures > 0)
     if len(dataset) == 0:
         raise DataError(f"{dataroot}: split {cfg.data.val_split!r} has no samples")
     if options.tokens is not None:

@@ -105,6 +105,9 @@ class PGOccLoss(nn.Module):
         if len(pred.stages) != len(self.cfg.stage_weights):
             raise ValueError(f"PGOccLoss: {len(pred.stages)} stages but loss.stage_weights has "
                              f"{len(self.cfg.stage_weights)}")
+        if batch.render_gt is None:
+            raise ValueError("PGOccLoss: the batch has no render images (batch.render_gt is None): its loader was "
+                             "built for inference (with_render=False); the photometric loss needs them")
         if targets is None:
             targets = self.feature_targets(batch)
         D = pred.final.features.shape[-1]
