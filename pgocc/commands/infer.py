@@ -61,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="text query answered per voxel (repeatable)")
     add_text_arguments(parser, "--query")
     parser.add_argument("--pictures", type=int, default=4, metavar="N",
-                        help="write pictures for the first N samples (0: none; the loader then skips the render images)")
+                        help="write pictures for the first N samples (0: none, and the loader skips the render "
+                             "images)")
     parser.add_argument("--no-eval", action="store_true",
                         help="do not score the predictions against the dataset's Occ3D labels at the end")
     parser.add_argument("--no-rayiou", action="store_true",
