@@ -54,6 +54,7 @@ from bench.perf import (
 )
 from pgocc.commands._common import add_experiment_arguments, experiment_from_args
 from pgocc.config import ExperimentConfig
+from pgocc.data.batch import Batch
 from pgocc.model import FeatureCache, PGOcc, PGOccLoss, Readout
 from tests.test_readout import OCC3D_COLUMNS
 
@@ -377,6 +378,18 @@ class Report:
                     + (", ".join(f"`{k}` ×{v}" for k, v in counts["sync_sites"].items()) or "none"), ""]
         self.save()
 
+    def add_candidates(self, title: str, model: PGOcc, batch: Batch, device: torch.device, bf16: bool) -> None:
+        """The FPS candidate counts of ``batch`` per stage under run ``title``: stage 0's, then each densification
+        mask's; a stage with fewer than its new queries takes the stage-0 fallbacks (a longer FPS chain)."""
+        with torch.inference_mode(), precision(device, bf16):
+            counts = [int(c) for c in model(batch).num_candidates[0]]
+        new = list(model.cfg.num_queries)
+        self.data["runs"].setdefault(title, {})["fps_candidates"] = counts
+        taken = [s for s in range(1, len(counts)) if counts[s] < new[s]]
+        self.md += [f"FPS candidates per stage (stage 0, then each densification mask): {counts}; stages taking the "
+                    f"stage-0 fallbacks: {taken or 'none'}.", ""]
+        self.save()
+
     def save(self) -> None:
         (self.out / "breakdown.json").write_text(json.dumps(self.data, indent=1))
         (self.out / "breakdown.md").write_text("\n".join(self.md))
@@ -409,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         rep.add_run(f"online inference, {tag}", frame, model, readout, None, device, bf16=bf16, budget=args.budget,
                     calls=args.calls, min_calls=3)
         rep.add_launch_counts(f"online inference, {tag}", "frame", frame, device)
+        rep.add_candidates(f"online inference, {tag}", model, batch, device, bf16)
         del model, readout, frame
         model, criterion, step = training_step(cfg, device, batch, bf16=bf16)
         rep.add_run(f"training step, {tag}", step, model, None, criterion, device, bf16=bf16, budget=args.budget,

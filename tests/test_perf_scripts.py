@@ -56,6 +56,10 @@ def test_breakdown_writes_its_report(tmp_path: Path) -> None:
     assert set(report["runs"]) == {"online inference, fp32", "training step, fp32"}
     md = (tmp_path / "breakdown.md").read_text()
     assert "Launch and sync counts need CUDA" in md and "Largest gap to a floor" in md
+    counts = report["runs"]["online inference, fp32"]["fps_candidates"]
+    cfg = apply_overrides(load_experiment("configs.tiny:tiny"), SMALL)
+    assert len(counts) == len(cfg.model.num_queries) and counts[0] >= sum(cfg.model.num_queries)
+    assert f"FPS candidates per stage (stage 0, then each densification mask): {counts}" in md
     assert (tmp_path / "breakdown.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
