@@ -41,7 +41,8 @@ def _lifted(world: Path, split: str, config: str, overrides: list[str], num: int
             ) -> dict[str, OccupancyMIoU]:
     cfg = apply_overrides(load_experiment(config), overrides)
     cfg.data.dataroot = str(world)
-    dataset = build_dataset(cfg.data, split, num_frames=1, feature_dim=cfg.model.ov_dims, mode="test")
+    dataset = build_dataset(cfg.data, split, num_frames=1, feature_dim=cfg.model.ov_dims, mode="test",
+                            with_render=False)
     prompts, column_labels = prompt_table(world, cfg.model.ov_dims)
     metrics = {"lifted_targets": OccupancyMIoU(), "lifted_semantics": OccupancyMIoU()}
     for i in tqdm(range(min(num or len(dataset), len(dataset))), desc="lifted targets", unit="sample"):

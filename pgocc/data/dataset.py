@@ -226,15 +226,18 @@ class OccDataset(torch.utils.data.Dataset):
         depth = np.stack([self._depth(int(f)) for f in cur])[:, None]
         feats = None if online else torch.from_numpy(self._features(cur))[None]
 
+        # The neighbouring sweeps' render images: the photometric loss's sources (not in online mode).
+        adjacent = not online and self.with_render
         render_adj, geo, source_valid = [], [], []
         for neighbours in (ix.prev_cam[i], ix.next_cam[i]):
             for n, f in enumerate(neighbours):
                 source_valid.append(f >= 0)
                 if f < 0:
-                    render_adj.append(render_cur[n] if self.with_render else None)
+                    if adjacent:
+                        render_adj.append(render_cur[n])
                     geo.append(np.eye(4))
                 else:
-                    if not online and self.with_render:
+                    if adjacent:
                         render_adj.append(self._image(int(f), net_out=None, render=True)[0])
                     geo.append(invert_rigid(ix.cam2global(f)) @ cam2global[n])
 

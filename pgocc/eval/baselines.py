@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pgocc.data.occ3d import FREE, GRID_MIN, GRID_SHAPE, GROUND_LAYER, OCC3D_CLASSES, VOXEL_SIZE
+from pgocc.data.occ3d import FREE, GRID_SHAPE, GROUND_LAYER, OCC3D_CLASSES, voxel_index
 from pgocc.model.geometry import backproject, transform_points
 from pgocc.model.readout import merge_labels
 
@@ -103,7 +103,7 @@ def lift_targets(depth: torch.Tensor, features: torch.Tensor, render_k: torch.Te
     cols = ((torch.arange(w_r, dtype=torch.float64) + 0.5) * w / w_r).long()
     sim = torch.einsum("ndhw,kd->nhwk", features.double(), prompts.double())              # [N, h, w, K]
     pixel_sim = sim[:, rows][:, :, cols]                                                 # [N, H_r, W_r, K]
-    idx = torch.floor((points - torch.tensor(GRID_MIN, dtype=torch.float64)) / VOXEL_SIZE).long()
+    idx = torch.from_numpy(voxel_index(points.numpy()))                                  # [N, H_r, W_r, 3]
     inside = (depth > 0) & ((idx >= 0) & (idx < torch.tensor(GRID_SHAPE))).all(-1)
     flat = (idx[inside] * torch.tensor([GRID_SHAPE[1] * GRID_SHAPE[2], GRID_SHAPE[2], 1])).sum(-1)
     size = int(np.prod(GRID_SHAPE))
