@@ -84,27 +84,31 @@ RANGES = ("backbone", "fps", "densify render", "loss render", "losses", "readout
 # ---- stage ranges -----------------------------------------------------------------------------------------------
 
 
-def _ranged(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+def _ranged(name: str, fn: Callable[..., Any],
+            enter: Callable[[str], contextlib.AbstractContextManager[Any]]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with record_function(name):
+        with enter(name):
             return fn(*args, **kwargs)
     return wrapper
 
 
 @contextlib.contextmanager
-def stage_ranges(model: PGOcc, readout: Readout | None, criterion: PGOccLoss | None) -> Iterator[None]:
-    """Install a ``record_function`` range per stage (module hooks and instance-attribute wrappers); removed on exit.
+def stage_ranges(model: PGOcc, readout: Readout | None, criterion: PGOccLoss | None,
+                 enter: Callable[[str], contextlib.AbstractContextManager[Any]] = record_function) -> Iterator[None]:
+    """Install a range per stage (module hooks and instance-attribute wrappers); removed on exit.
 
     Range names: ``backbone``, ``fps``, ``s<i> <part>`` (part in attention, sampling, mixing, ffn, heads),
     ``densify render``, ``loss render``, ``losses`` (the whole criterion, loss renders included), ``readout``.
+    ``enter(name)`` makes a range's context manager: the profiler's ``record_function`` by default
+    (bench/launch_counts.py passes its own, which needs no profiler).
     """
     handles: list[Any] = []
     open_ranges: dict[int, list[Any]] = {}
 
     def hook(module: nn.Module, name: str) -> None:
         def pre(mod: nn.Module, args: Any) -> None:
-            ctx = record_function(name)
+            ctx = enter(name)
             ctx.__enter__()
             open_ranges.setdefault(id(mod), []).append(ctx)
 
@@ -126,7 +130,7 @@ def stage_ranges(model: PGOcc, readout: Readout | None, criterion: PGOccLoss | N
     def wrap(obj: object, attr: str, name: str) -> None:
         original = getattr(obj, attr)
         restore.append((obj, attr, original if attr in vars(obj) else None))  # None: a method, delete the wrapper
-        setattr(obj, attr, _ranged(name, original))
+        setattr(obj, attr, _ranged(name, original, enter))
 
     wrap(model, "_fps", "fps")
     wrap(model.renderer, "depth", "densify render")

@@ -60,22 +60,19 @@ def online_frame(cfg: ExperimentConfig, model: PGOcc, readout: Readout, batch: B
                  ) -> Callable[[], torch.Tensor]:
     """A closure running one online frame of ``batch`` (model in eval mode) → labels [B, X, Y, Z] uint8.
 
-    The past frames' features are computed once here (every frame of ``batch`` through the backbone); each call
-    starts from a cache holding exactly them, so the backbone sees the N current images only.
+    The past frames' features are computed once here (every frame of ``batch`` through the backbone into the
+    cache); each call gives the N current images only, which go through the backbone and into the cache again (a
+    current frame is always recomputed), and reads the past frames from the cache.
     """
     device = batch.images.device
     N, T = batch.num_cams, batch.num_frames
     current = dataclasses.replace(batch, images=batch.images[:, :N])
-    warm = FeatureCache(capacity=T)
+    cache = FeatureCache(capacity=T)
     with torch.inference_mode(), precision(device, bf16):
-        model(batch, cache=warm)
-    past = [(key, warm.get(key)) for key in dict.fromkeys(batch.filenames[0][t * N] for t in range(1, T))]
+        model(batch, cache=cache)
     prototypes = random_prototypes(cfg, device)
 
     def frame() -> torch.Tensor:
-        cache = FeatureCache(capacity=T)
-        for key, maps in past:
-            cache.put(key, maps)
         with torch.inference_mode():
             with precision(device, bf16):
                 pred = model(current, cache=cache)

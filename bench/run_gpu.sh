@@ -31,7 +31,7 @@ source bench/gpu_env.sh
 # gsplat JIT-builds its CUDA extension on first use: build for this GPU only, with every core.
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
 # The kernels' parity tests (their "gpu" cases run natively here) and the model's reference-vs-Triton parity.
-PARITY_TESTS=${PARITY_TESTS:-"tests/test_aniso_sample*.py tests/test_st_fusion*.py tests/test_gs_raster*.py tests/test_gs2vox*.py tests/test_fps*.py tests/test_dist_attention*.py tests/test_model_parity.py tests/test_model.py tests/test_model_checks.py tests/test_train.py"}
+PARITY_TESTS=${PARITY_TESTS:-"tests/test_aniso_sample*.py tests/test_st_fusion*.py tests/test_gs_raster*.py tests/test_gs2vox*.py tests/test_fps*.py tests/test_dist_attention*.py tests/test_model_parity.py tests/test_model.py tests/test_model_checks.py tests/test_train.py tests/test_online.py tests/test_feature_cache.py"}
 parity_rc=0
 if [[ "${SKIP_PARITY:-0}" != 1 ]]; then
   echo "== GPU parity tests"

@@ -247,3 +247,8 @@ def test_bad_arguments(tiny_world: Path, capsys: pytest.CaptureFixture[str]) -> 
     if not torch.cuda.is_available():
         assert main(_args("--dataroot", str(tiny_world), "--autocast", "bf16")) == 2
         assert "--autocast: 'bf16' needs a CUDA device; this run is on cpu" in capsys.readouterr().err
+        assert main(_args("--dataroot", str(tiny_world), "--online", "--cuda-graph")) == 2
+        assert "--cuda-graph: replays online frames on a CUDA device; needs --online and CUDA (this run: online, on " \
+               "cpu)" in capsys.readouterr().err
+    assert main(_args("--dataroot", str(tiny_world), "--cuda-graph")) == 2
+    assert "needs --online and CUDA (this run: not online" in capsys.readouterr().err

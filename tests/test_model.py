@@ -155,7 +155,7 @@ def test_samples_of_a_batch_are_independent(cfg: ExperimentConfig) -> None:
     assert not torch.allclose(both.final.means[0], both.final.means[1])
 
 
-def test_feature_cache_gives_the_same_features_and_skips_cached_frames(cfg: ExperimentConfig) -> None:
+def test_feature_cache_gives_the_same_features_and_reads_past_frames_from_the_cache(cfg: ExperimentConfig) -> None:
     model = PGOcc(cfg.model, cfg.kernels).eval()
     batch = make_batch(T=cfg.model.num_frames, D=cfg.model.ov_dims)
     cache = FeatureCache()
@@ -166,12 +166,18 @@ def test_feature_cache_gives_the_same_features_and_skips_cached_frames(cfg: Expe
         for p, c in zip(plain, cached, strict=True):
             torch.testing.assert_close(p, c, rtol=1e-5, atol=1e-6)
         assert len(cache) == 2
-        # a cached frame is not recomputed: poison its pixels, its features stay the cached ones
+        # the past frame comes from the cache: only the current frame's images are given (F = 1), or its images
+        # are given but not used (poisoned pixels, same features)
         poisoned = batch.images.clone()
-        poisoned[0, :6] = 0
-        again = model.extract_features(poisoned, 6, keys, cache)
-        for p, c in zip(plain, again, strict=True):
-            torch.testing.assert_close(p, c, rtol=1e-5, atol=1e-6)
+        poisoned[0, 6:] = 0
+        for images in (batch.images[:, :6], poisoned):
+            again = model.extract_features(images, 6, keys, cache)
+            for p, c in zip(plain, again, strict=True):
+                torch.testing.assert_close(p, c, rtol=1e-5, atol=1e-6)
+        # a failed forward forgets the frames its plan added: their maps were never stored
+        with pytest.raises(RuntimeError):
+            model.extract_features(batch.images[:, :6, :2], 6, [["frame-c", "frame-b"]], cache)  # 2 channels
+        assert "frame-c" not in cache and len(cache) == 2
         with pytest.raises(RuntimeError, match="inference"):
             model.train().extract_features(batch.images, 6, keys, cache)
 

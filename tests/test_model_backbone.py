@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from pgocc.errors import CheckpointError
-from pgocc.model.backbone import FPN, FeatureCache, ResNet, load_resnet_weights
+from pgocc.model.backbone import FPN, ResNet, load_resnet_weights
 
 
 def test_resnet50_structure() -> None:
@@ -114,15 +114,3 @@ def test_load_weights_lists_missing_unexpected_and_shapes(tmp_path: Path) -> Non
     assert "wrong shape (1)" in msg and "layer3.0.bn1.weight: file (5,) vs model (32,)" in msg
     with pytest.raises(CheckpointError, match="ResNet weights not found"):
         load_resnet_weights(_tiny(), tmp_path / "absent.pth")
-
-
-def test_feature_cache_is_a_fifo_of_detached_maps() -> None:
-    cache = FeatureCache(capacity=2)
-    x = torch.ones(2, requires_grad=True)
-    cache.put("a", [x * 1])
-    cache.put("b", [x * 2])
-    assert not cache.get("a")[0].requires_grad
-    cache.put("c", [x * 3])
-    assert "a" not in cache and "b" in cache and "c" in cache and len(cache) == 2
-    with pytest.raises(ValueError, match="capacity"):
-        FeatureCache(0)

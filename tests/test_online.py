@@ -110,6 +110,37 @@ def test_online_inference_with_the_cache_equals_offline_inference(datasets: tupl
             assert torch.equal(live.num_candidates, offline.num_candidates)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (runs in bench/run_gpu.sh)")
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16])
+def test_graphed_online_frames_give_the_labels_of_eager_ones(datasets: tuple[OccDataset, OccDataset],
+                                                             autocast: torch.dtype | None) -> None:
+    """Both scenes in order, every op on Triton: the replayed graph (captured on the first frame, its cache slots
+    planned before each replay) gives each frame the labels and final Gaussians of the eager online path."""
+    from configs.base import base
+    from pgocc.eval.graphed import GraphedFrames
+    from pgocc.eval.loop import predict_labels
+    from pgocc.model import Readout
+    from tests.test_readout import OCC3D_COLUMNS
+
+    torch.manual_seed(0)
+    cfg = tiny()
+    mcfg = replace(cfg.model, num_frames=T)
+    kernels = base().kernels
+    model, readout = PGOcc(mcfg, kernels).cuda().eval(), Readout(mcfg, kernels).cuda()
+    text = torch.randn(len(OCC3D_COLUMNS), mcfg.ov_dims, device="cuda")
+    graphed = GraphedFrames(model, readout, text, OCC3D_COLUMNS, FeatureCache(capacity=2 * T), autocast=autocast)
+    eager_cache = FeatureCache(capacity=2 * T)
+    _, online = datasets
+    for i in range(len(online)):
+        batch = online[i].to("cuda")
+        want = predict_labels(model, readout, batch, text, OCC3D_COLUMNS, cache=eager_cache, autocast=autocast)
+        got = graphed(batch)
+        got.prediction.checks.raise_if_failed()
+        assert torch.equal(got.labels, want.labels), f"sample {i}"
+        torch.testing.assert_close(got.prediction.final.means, want.prediction.final.means)
+    assert graphed.replays == len(online)
+
+
 def test_online_batches_need_the_cache_in_scene_order(datasets: tuple[OccDataset, OccDataset]) -> None:
     cfg = tiny()
     model = PGOcc(replace(cfg.model, num_frames=T), cfg.kernels).eval()

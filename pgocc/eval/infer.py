@@ -77,6 +77,9 @@ class InferOptions:
     ``tokens``. Off: every frame's images are decoded (past frames the cache already holds are not recomputed)."""
     autocast: Literal["none", "bf16"] = "none"
     """The network's forward under bf16 autocast (CUDA only); the readout stays float32."""
+    cuda_graph: bool = False
+    """With ``online`` on CUDA: capture the first frame (network and readout) as a CUDA graph and replay it for every
+    later frame of the same shapes (:class:`pgocc.eval.graphed.GraphedFrames`)."""
 
 
 @dataclass
@@ -265,6 +268,7 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
     from pgocc.data.index import check_tables
     from pgocc.data.layout import CAMERAS
     from pgocc.data.occ3d import FREE, GRID_SHAPE
+    from pgocc.eval.graphed import GraphedFrames
     from pgocc.model import FeatureCache
     from pgocc.text import OCC3D_GROUP_LABELS, OCC3D_PROMPT_GROUP, OCC3D_PROMPTS
     from pgocc.vis import bev_picture, camera_picture, query_picture, voxel_picture
@@ -274,6 +278,9 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
                           "come from the feature cache); it cannot run chosen samples (--sample), use --num-samples")
     if options.autocast == "bf16" and device.type != "cuda":
         raise ConfigError(f"--autocast: 'bf16' needs a CUDA device; this run is on {device.type}")
+    if options.cuda_graph and (device.type != "cuda" or not options.online):
+        raise ConfigError("--cuda-graph: replays online frames on a CUDA device; needs --online and CUDA (this run: "
+                          f"{'online' if options.online else 'not online'}, on {device.type})")
     dataroot = Path(cfg.data.dataroot)
     if not dataroot.is_dir():
         raise DataError(f"{dataroot}: dataset root not found (--dataroot); write the synthetic one with "
@@ -327,6 +334,9 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
                          dataclasses.replace(cfg.data, num_workers=min(cfg.data.num_workers, num)), shuffle=False)
     # Past frames are earlier keyframes of the same scene, processed just before in this sequential order.
     cache = FeatureCache(capacity=2 * mcfg.num_frames * cfg.data.batch_size)
+    autocast = torch.bfloat16 if options.autocast == "bf16" else None
+    graphed = (GraphedFrames(model, readout, text, column_labels, cache, autocast=autocast)
+               if options.cuda_graph else None)
     depth_metric = DepthMetric(len(CAMERAS)) if options.evaluate and exact_depth(dataroot) else None
     retrieval = (RetrievalAP(queries, options.query_classes)
                  if options.query_classes is not None and queries and scoring else None)
@@ -346,8 +356,8 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
         for batch in loader:
             batch = batch.to(device, non_blocking=True)  # pinned by the loader: no wait for the GPU
             t0 = time.perf_counter()
-            out = predict_labels(model, readout, batch, text, column_labels, cache=cache,
-                                 autocast=torch.bfloat16 if options.autocast == "bf16" else None)
+            out = (graphed(batch) if graphed is not None
+                   else predict_labels(model, readout, batch, text, column_labels, cache=cache, autocast=autocast))
             prediction, labels, similarity_field = out.prediction, out.labels, out.field
             draw = done < options.pictures
             rendered_depth = rendered_features = None
@@ -424,6 +434,7 @@ def run_inference(cfg: ExperimentConfig, model: PGOcc, readout: Readout, weights
         "dataroot": str(dataroot), "split": cfg.data.val_split, "samples": done, "device": str(device),
         "weights": weights, "queries": queries, "seconds_per_sample": loop_seconds / done,
         "model_seconds_per_sample": model_seconds / done,
+        "cuda_graph_replays": None if graphed is None else graphed.replays,
         "metrics": None if scores is None else scores.as_dict(),
         "depth": None if result.depth is None else result.depth.as_dict(),
         "retrieval": None if result.retrieval is None else result.retrieval.as_dict(),

@@ -21,7 +21,7 @@ from torch import nn
 
 from pgocc.data.batch import Batch
 from pgocc.eval.metrics import OccupancyMIoU, OccupancyScores
-from pgocc.model.backbone import FeatureCache
+from pgocc.model.feature_cache import FeatureCache
 from pgocc.model.readout import Readout, occupancy_labels
 from pgocc.model.types import Prediction
 

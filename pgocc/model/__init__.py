@@ -4,8 +4,8 @@ Hot paths are resolved once per module through :func:`pgocc.ops.resolve`; nothin
 ``kernels_triton`` directly.
 """
 
-from pgocc.model.backbone import FeatureCache
 from pgocc.model.criterion import LossOutput, PGOccLoss
+from pgocc.model.feature_cache import FeatureCache
 from pgocc.model.pgocc import PGOcc
 from pgocc.model.readout import Readout
 from pgocc.model.types import Gaussians, Prediction

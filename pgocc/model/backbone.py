@@ -1,4 +1,4 @@
-"""Image backbone (ResNet, mmdet "pytorch" style) + FPN, weight loading and the per-frame feature cache.
+"""Image backbone (ResNet, mmdet "pytorch" style) + FPN and weight loading.
 
 docs/model.md §1.2. Parameter names follow mmdet/torchvision (``conv1``, ``bn1``, ``layer{1-4}.{k}.conv{1,2,3}``,
 ``bn{1,2,3}``, ``downsample.{0,1}``) so that both checkpoint layouts load by prefix stripping alone.
@@ -167,31 +167,3 @@ def load_resnet_weights(resnet: ResNet, path: str | Path) -> None:
         raise CheckpointError(f"{path}: ResNet weights do not match the backbone (model.backbone_layers, "
                               f"model.backbone_width)\n{problem}")
     resnet.load_state_dict(state, strict=False)
-
-
-class FeatureCache:
-    """FIFO of FPN features per frame, keyed by a frame id (the CAM_FRONT file name), for online inference.
-
-    Holds ``capacity`` frames; each entry is the list of L maps [N, C, H_l, W_l] of one frame's N cameras.
-    """
-
-    def __init__(self, capacity: int = 16) -> None:
-        if capacity < 1:
-            raise ValueError(f"FeatureCache: capacity must be >= 1, got {capacity}")
-        self.capacity = capacity
-        self._store: OrderedDict[str, list[torch.Tensor]] = OrderedDict()
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._store
-
-    def __len__(self) -> int:
-        return len(self._store)
-
-    def get(self, key: str) -> list[torch.Tensor]:
-        return self._store[key]
-
-    def put(self, key: str, maps: list[torch.Tensor]) -> None:
-        self._store[key] = [m.detach() for m in maps]
-        self._store.move_to_end(key)
-        while len(self._store) > self.capacity:
-            self._store.popitem(last=False)

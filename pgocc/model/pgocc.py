@@ -31,10 +31,11 @@ from torch import nn
 from pgocc import ops
 from pgocc.config import KernelConfig, ModelConfig
 from pgocc.data.batch import Batch
-from pgocc.model.backbone import FPN, FeatureCache, ResNet, load_resnet_weights
+from pgocc.model.backbone import FPN, ResNet, load_resnet_weights
 from pgocc.model.checks import Checks
 from pgocc.model.constants import device_constant
 from pgocc.model.decoder import DecoderLayer
+from pgocc.model.feature_cache import FeatureCache
 from pgocc.model.geometry import backproject, inside_range, normalize_coords, transform_points
 from pgocc.model.heads import GaussianHead, OVHead, decode_gaussians
 from pgocc.model.render import Renderer
@@ -167,10 +168,11 @@ class PGOcc(nn.Module):
                          cache: FeatureCache | None = None) -> list[torch.Tensor]:
         """FPN maps of all T·N images of each sample: L × [B, T·N, C, H_l, W_l].
 
-        With ``cache`` (inference only), frame t of sample b is looked up under ``frame_keys[b][t]`` (its CAM_FRONT
-        file name); each frame id not cached goes through the backbone once, from the first of its images in the
-        batch, and is cached afterwards. ``images`` may then hold only the first F < T frames of each sample (the
-        online loader gives F = 1): every other frame must be cached or be one of those in the batch.
+        With ``cache`` (inference only), frame t of sample b is cached under ``frame_keys[b][t]`` (its CAM_FRONT
+        file name). ``images`` then holds the first F ≤ T frames of each sample (the online loader gives F = 1):
+        the current frames and those of the others not cached yet go through the backbone and into the cache, and
+        every frame not in ``images`` must be cached already. The cache's plan is made here unless the caller made
+        it for these frames (a CUDA graph's runner plans on the host before each replay).
 
         Args:
             images: [B, F·N, 3, H_in, W_in] uint8 BGR, F = T without a cache.
@@ -182,7 +184,6 @@ class PGOcc(nn.Module):
             KeyError: a frame is neither cached nor in ``images`` (online samples not in scene order).
         """
         B, FN = images.shape[:2]
-        N = num_cams
         if cache is None:
             maps = self.image_features(images.flatten(0, 1))
             return [m.unflatten(0, (B, FN)) for m in maps]
@@ -190,30 +191,20 @@ class PGOcc(nn.Module):
             raise RuntimeError("PGOcc.extract_features: the feature cache is for inference; call model.eval()")
         if frame_keys is None:
             raise ValueError("PGOcc.extract_features: frame_keys are required with a cache")
-        T = len(frame_keys[0])
-        in_batch: dict[str, tuple[int, int]] = {}
-        for b in range(B):
-            for t in range(FN // N):
-                in_batch.setdefault(frame_keys[b][t], (b, t))
-        todo: dict[str, tuple[int, int]] = {}
-        for b in range(B):
-            for t in range(T):
-                key = frame_keys[b][t]
-                if key in cache or key in todo:
-                    continue
-                if key not in in_batch:
-                    raise KeyError(f"PGOcc: frame {key} (frame {t} of sample {b}) is neither in the feature cache nor "
-                                   "among the batch's images; the online loader needs a scene's samples in order "
-                                   "from its first keyframe")
-                todo[key] = in_batch[key]
-        if todo:
-            fresh = self.image_features(torch.stack([images[b, t * N:(t + 1) * N] for b, t in todo.values()])
-                                        .flatten(0, 1))
-            for i, key in enumerate(todo):
-                cache.put(key, [m[i * N:(i + 1) * N] for m in fresh])
-        per_frame = [[cache.get(frame_keys[b][t]) for t in range(T)] for b in range(B)]
-        return [torch.stack([torch.cat([per_frame[b][t][lvl] for t in range(T)]) for b in range(B)])
-                for lvl in range(self.cfg.num_levels)]
+        F = FN // num_cams
+        plan = cache.last_plan
+        if plan is None or plan.num_given != F or plan.keys != tuple(tuple(k) for k in frame_keys):
+            plan = cache.plan(frame_keys, F, images.device)
+        N = num_cams
+        if len(plan.fresh) == B * F:
+            fresh = images.flatten(0, 1)
+        else:
+            fresh = torch.cat([images[r // F, (r % F) * N:(r % F + 1) * N] for r in plan.fresh])
+        try:
+            return cache.store_and_read(self.image_features(fresh), plan)
+        except BaseException:
+            cache.forget(plan)  # the frames it added were never stored
+            raise
 
     def sampling_pyramid(self, maps: list[torch.Tensor], num_frames: int) -> list[torch.Tensor]:
         """L × [B, T·N, C, H_l, W_l] → L × [B·T·G, N, H_l, W_l, C_g] channels-last, b' = (b·T + t)·G + g (§1.3)."""
