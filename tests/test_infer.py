@@ -239,6 +239,28 @@ def test_online_decodes_the_current_images_only_and_gives_the_same_labels(
         assert (offline == online).mean() > 0.9999
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (runs in bench/run_gpu.sh)")
+def test_cuda_graph_replays_give_the_eager_online_labels(tiny_world: Path, checkpoint: Path,  # noqa: F811
+                                                         tmp_path: Path) -> None:
+    """``--online --cuda-graph`` over the whole val split (a replay per frame), every op on
+    Triton (the reference ops read values on the host and cannot be captured), against the eager online run."""
+    triton = [f"kernels.{op}=triton" for op in ("aniso_sample", "st_fusion", "gs_raster", "gs2vox", "fps",
+                                                 "dist_attention")]
+    runs = {}
+    for graph in (False, True):
+        out = tmp_path / f"graph-{graph}"
+        assert main(_args("--dataroot", str(tiny_world), "--checkpoint", str(checkpoint), "--out", str(out),
+                          "--pictures", "1", "--no-eval", "--online", *(["--cuda-graph"] if graph else []),
+                          sets=SETS + triton)) == 0
+        runs[graph] = out
+    summary = json.loads((runs[True] / "summary.json").read_text())
+    assert summary["cuda_graph_replays"] == summary["samples"] >= 2
+    tokens = sorted(p.stem for p in (runs[False] / "predictions").glob("*.npz"))
+    assert len(tokens) == summary["samples"]
+    for token in tokens:
+        assert np.array_equal(_pred(runs[True], token), _pred(runs[False], token)), token
+
+
 def test_bad_arguments(tiny_world: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     assert main(_args("--dataroot", str(tiny_world), "--num-samples", "0")) == 2
     assert "--num-samples: must be >= 1" in capsys.readouterr().err

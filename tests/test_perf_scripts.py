@@ -14,6 +14,7 @@ from bench import ablation, breakdown, cuda_graph
 from bench.perf import build_inference, online_frame, synthetic_batch, training_step
 from pgocc import ops
 from pgocc.config import ExperimentConfig, apply_overrides, load_experiment
+from tests.data_fixtures import TINY_SPEC, tiny_world  # noqa: F401
 
 SMALL = ["data.input_size=32,64", "data.render_size=12,20", "model.voxel_size=3.2"]
 """Tiny images and renders, a 25 × 25 × 2 readout grid: a frame takes well under a second on the CPU."""
@@ -86,3 +87,11 @@ def test_cuda_graph_script_refuses_a_machine_without_a_gpu(tmp_path: Path, monke
     with pytest.raises(SystemExit, match="needs a CUDA GPU"):
         cuda_graph.main()
     assert not any(tmp_path.iterdir())
+
+
+def test_end_to_end_runs_the_online_loader_through_the_infer_path(tiny_world: Path) -> None:  # noqa: F811
+    cfg = apply_overrides(load_experiment("configs.tiny:tiny"), [*SMALL, "data.num_workers=0"])
+    cfg.data.version = TINY_SPEC.version
+    row = breakdown.end_to_end(cfg, tiny_world, CPU, bf16=False, graph=False)
+    assert row["frames"] == TINY_SPEC.scenes * TINY_SPEC.keyframes and row["path"] == "eager"
+    assert row["frame_ms"] > 0 and row["loader_ms_per_sample_one_process"] > 0

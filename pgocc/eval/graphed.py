@@ -93,6 +93,12 @@ class GraphedFrames:
                 self._eager(inputs)  # the same frame each time: its cache slot is rewritten with equal maps
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            outputs = self._eager(inputs)
+        try:
+            with torch.cuda.graph(graph):
+                outputs = self._eager(inputs)
+        except RuntimeError as err:
+            raise RuntimeError("GraphedFrames: the online frame could not be captured as a CUDA graph (something in "
+                               "it waits for the GPU or copies host data; the reference kernels do): run it with "
+                               f"every op on triton, or without --cuda-graph. CUDA said: {str(err).splitlines()[0]}"
+                               ) from err
         return _Captured(graph, inputs, outputs)
