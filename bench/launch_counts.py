@@ -65,6 +65,12 @@ class Counts:
             out[stage] += n
         return dict(out.most_common())
 
+    def ops_by_stage(self) -> dict[str, dict[str, int]]:
+        out: dict[str, Counter[str]] = {}
+        for (stage, op), n in self.launches.items():
+            out.setdefault(stage, Counter())[op] += n
+        return {stage: dict(ops.most_common()) for stage, ops in out.items()}
+
     def total(self) -> int:
         return sum(self.launches.values())
 
@@ -194,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "launch_counts.md").write_text(text + "\n")
         (args.out / "launch_counts.json").write_text(json.dumps({
             "config": args.config, "precision": args.precision,
-            "runs": {title: {"launches": c.total(), "by_stage": c.by_stage(), "sites": dict(c.sites.most_common()),
-                             "syncs": dict(c.syncs.most_common())} for title, c in runs.items()}}, indent=1))
+            "runs": {title: {"launches": c.total(), "by_stage": c.by_stage(), "ops_by_stage": c.ops_by_stage(),
+                             "sites": dict(c.sites.most_common()), "syncs": dict(c.syncs.most_common())}
+                     for title, c in runs.items()}}, indent=1))
     return 0
 
 

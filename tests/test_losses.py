@@ -231,12 +231,12 @@ def _constant_photometric_error(a: float, b: float) -> float:
 def test_identity_noise_breaks_exact_ties_with_std_1e_minus_5(per_source: bool) -> None:
     """On an exact tie the identity error + N(0, 1e-5²) noise wins where the noise is negative: each pixel gets
     e + 1e-5 · min(0, z) (per source) or e + 1e-5 · min(0, z_prev, z_next) (joint). The draws are redone here: one
-    ``randn`` of the [B·N, H, W] error per source, previous first."""
+    ``randn`` of both sources' [2, B·N, H, W] errors, previous first."""
     e = _constant_photometric_error(51 / 255, 204 / 255)
     rng = torch.get_rng_state()
     loss = float(warping_loss(**_constant_warping_batch(51, 204, 204), per_source=per_source))
     torch.set_rng_state(rng)
-    z_prev, z_next = torch.randn(1, 5, 6, dtype=torch.float64), torch.randn(1, 5, 6, dtype=torch.float64)
+    z_prev, z_next = torch.randn(2, 1, 5, 6, dtype=torch.float64)
     zero = torch.zeros_like(z_prev)
     if per_source:
         expected = e + 1e-5 * float((torch.minimum(zero, z_prev) + torch.minimum(zero, z_next)).mean() / 2)
@@ -338,3 +338,45 @@ def test_randomized_pca_basis_is_the_released_pca_lowrank_call() -> None:
     x = feats[0].permute(0, 2, 3, 1).reshape(-1, 12)                            # rows in (camera, y, x) order
     expected = torch.pca_lowrank(x, q=3, niter=4)[2]
     assert torch.allclose(basis[0], expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("per_source", [True, False])
+def test_stacked_depths_give_each_the_loss_and_gradient_of_its_own_call(per_source: bool) -> None:
+    """The criterion stacks the stages' depths: each leading index must get exactly what a call with its depth
+    alone gives (same identity noise: the RNG is reset before each call), gradients included. Three depths of the
+    several-sample, several-camera batch, one per stage, one of them with a missing source."""
+    kw, _ = _rotated_camera_batch()
+    g = torch.Generator().manual_seed(3)
+    depths = (kw["depth"] * (0.5 + torch.rand(3, *kw["depth"].shape, generator=g, dtype=torch.float64))
+              ).requires_grad_()
+    valid = torch.ones(2, 4, dtype=torch.bool)
+    valid[1, 2] = False
+    rest = {k: v for k, v in kw.items() if k != "depth"}
+    torch.manual_seed(5)
+    stacked = warping_loss(depths, **rest, per_source=per_source, source_valid=valid)
+    assert stacked.shape == (3,)
+    (grad,) = torch.autograd.grad((stacked * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).sum(), depths)
+    for s in range(3):
+        alone = depths[s].detach().requires_grad_()
+        torch.manual_seed(5)
+        loss = warping_loss(alone, **rest, per_source=per_source, source_valid=valid)
+        (grad_s,) = torch.autograd.grad(loss * (s + 1.0), alone)
+        assert float(stacked[s].detach()) == pytest.approx(float(loss.detach()), rel=1e-12, abs=1e-15)
+        torch.testing.assert_close(grad[s], grad_s, rtol=1e-10, atol=1e-14)
+    assert len(set(stacked.detach().tolist())) == 3
+
+
+def test_stacked_feature_and_depth_losses_equal_their_separate_calls() -> None:
+    g = torch.Generator().manual_seed(4)
+    pred = torch.randn(3, 2, 2, 5, 6, 4, generator=g, dtype=torch.float64)
+    pred[1, 0, 1, :2] = 0                                          # uncovered pixels in one stage only
+    target = torch.randn(2, 2, 5, 6, 4, generator=g, dtype=torch.float64)
+    depth = 0.2 + 60 * torch.rand(3, 2, 2, 5, 6, generator=g, dtype=torch.float64)
+    depth_target = 70 * torch.rand(2, 2, 5, 6, generator=g, dtype=torch.float64)
+    mse, cos = feature_losses(pred, target, keep=1)
+    silog, l1 = depth_losses(depth, depth_target, keep=1)
+    assert mse.shape == cos.shape == silog.shape == l1.shape == (3,)
+    for s in range(3):
+        for got, want in zip((mse[s], cos[s], silog[s], l1[s]),
+                             (*feature_losses(pred[s], target), *depth_losses(depth[s], depth_target)), strict=True):
+            assert float(got) == pytest.approx(float(want), rel=1e-12)

@@ -48,6 +48,23 @@ def test_checks_report_the_first_failure_in_recording_order() -> None:
     assert bool(Checks().ok) and Checks().first_failure() is None
 
 
+def test_finite_each_checks_every_row_on_its_own() -> None:
+    checks = Checks()
+    checks.finite("before", torch.ones(1))
+    rows = torch.tensor([[1.0, 2.0], [3.0, float("nan")], [float("inf"), 0.0], [5.0, 6.0]])
+    checks.finite_each(["r0", "r1", "r2", "r3"], rows)
+    assert len(checks) == 5 and checks.messages[1:] == [f"non-finite values in r{i}" for i in range(4)]
+    assert checks.first_failure() == "non-finite values in r1"
+    scalars = Checks()
+    scalars.finite_each(["x", "y", "z"], torch.tensor([0.0, 1.0, float("-inf")]))
+    assert scalars.first_failure() == "non-finite values in z"
+    clean = Checks()
+    clean.finite_each(["u", "v"], torch.zeros(2, 3))
+    assert bool(clean.ok) and clean.first_failure() is None
+    with pytest.raises(ValueError, match="2 names for 3 rows"):
+        Checks().finite_each(["a", "b"], torch.zeros(3))
+
+
 def test_guard_reports_a_failed_check_instead_of_the_error_it_caused() -> None:
     checks = Checks()
     with checks.guard():                                   # nothing raised: nothing to report, even with a failure

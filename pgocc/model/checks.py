@@ -16,7 +16,7 @@ check instead, with the exception as its cause.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -49,6 +49,20 @@ class Checks:
     def finite(self, name: str, t: torch.Tensor) -> None:
         """Record that ``t`` holds no NaN or Inf; a failure reads ``non-finite values in <name>``."""
         self.expect(torch.isfinite(t), f"non-finite values in {name}")
+
+    def finite_each(self, names: Sequence[str], values: torch.Tensor) -> None:
+        """Record, for each row ``values[i]``, that it holds no NaN or Inf (a failure reads ``non-finite values in
+        <names[i]>``): one check per row, from two launches for all of them.
+
+        Args:
+            names: [K] what each row is.
+            values: [K, ...].
+        """
+        if len(names) != values.shape[0]:
+            raise ValueError(f"Checks.finite_each: {len(names)} names for {values.shape[0]} rows")
+        flags = torch.isfinite(values).flatten(1).all(1) if values.dim() > 1 else torch.isfinite(values)
+        self._messages += [f"non-finite values in {name}" for name in names]
+        self._flags += list(flags.unbind(0))
 
     def extend(self, other: Checks) -> None:
         """Append ``other``'s checks after this record's."""

@@ -16,6 +16,7 @@ from torch import nn
 from pgocc.config import KernelConfig, LossConfig, ModelConfig
 from pgocc.data.batch import Batch
 from pgocc.model.checks import Checks
+from pgocc.model.constants import device_constant
 from pgocc.model.losses import (
     RENDER_DEPTH_RANGE,
     depth_losses,
@@ -122,24 +123,28 @@ class PGOccLoss(nn.Module):
 
     def _terms(self, pred: Prediction, batch: Batch, targets: FeatureTargets, checks: Checks
                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The body of :meth:`forward`: (weighted total, unweighted terms); records each term's check."""
+        """The body of :meth:`forward`: (weighted total, unweighted terms); records each term's check.
+
+        Each stage's Gaussians are rendered on their own (their counts differ); the loss terms then run once over
+        the stages' renders stacked on a leading dim, a third of the kernel launches of one pass per stage."""
         size = (int(batch.depth.shape[-2]), int(batch.depth.shape[-1]))
         basis, target_feat = targets
         target_depth = batch.depth[:, :, 0]
-        terms: dict[str, torch.Tensor] = {}
-        total = target_depth.new_zeros(())
-        for s, g in enumerate(pred.stages):
+        renders = []
+        for g in pred.stages:
             feats = torch.einsum("bqd,bdk->bqk", g.features, basis.to(g.features.dtype))
-            image, depth = self.renderer.features_and_depth(g, feats, batch.cam2ego, batch.render_k, size)
-            depth = depth.clamp(*RENDER_DEPTH_RANGE)
-            values = dict(zip(TERMS, (
-                warping_loss(depth, batch.render_gt, batch.render_k, batch.t0_2_x_geo, per_source=self.per_source,
-                             source_valid=batch.source_valid),
-                *feature_losses(image, target_feat.to(image.dtype)),
-                *depth_losses(depth, target_depth.to(depth.dtype)),
-            ), strict=True))
-            for name, value in values.items():
-                checks.finite(f"loss term {name}_{s}", value)
-                terms[f"{name}_{s}"] = value
-                total = total + self.cfg.stage_weights[s] * self.weights[name] * value
-        return total, terms
+            renders.append(self.renderer.features_and_depth(g, feats, batch.cam2ego, batch.render_k, size))
+        image = torch.stack([r[0] for r in renders])                                   # [S, B, N, H, W, k]
+        depth = torch.stack([r[1] for r in renders]).clamp(*RENDER_DEPTH_RANGE)        # [S, B, N, H, W]
+        per_stage = (                                                                   # TERMS order, each [S]
+            warping_loss(depth, batch.render_gt, batch.render_k, batch.t0_2_x_geo, per_source=self.per_source,
+                         source_valid=batch.source_valid),
+            *feature_losses(image, target_feat.to(image.dtype), keep=1),
+            *depth_losses(depth, target_depth.to(depth.dtype), keep=1),
+        )
+        values = torch.stack([v.to(target_depth.dtype) for v in per_stage], 1).flatten()  # [S·5], stage-major
+        names = [f"{name}_{s}" for s in range(len(pred.stages)) for name in TERMS]
+        checks.finite_each([f"loss term {n}" for n in names], values)
+        weights = device_constant([self.cfg.stage_weights[s] * self.weights[name]
+                                   for s in range(len(pred.stages)) for name in TERMS], values)
+        return (values * weights).sum(), dict(zip(names, values.unbind(0), strict=True))

@@ -8,6 +8,8 @@ Glossary: B batch, N cameras, H × W render size, k PCA dims, D feature width, h
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -81,15 +83,19 @@ def warp_image(source: torch.Tensor, depth: torch.Tensor, intrinsics: torch.Tens
 
 def warping_loss(depth: torch.Tensor, images: torch.Tensor, intrinsics: torch.Tensor, cur_to_src: torch.Tensor, *,
                  per_source: bool, source_valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Temporal photometric loss with auto-masking (§5.1).
+    """Temporal photometric loss with auto-masking (§5.1), for one depth map per camera or for several at once.
 
     A source that does not exist (a scene's first or last keyframe, where the loader puts the current image and the
     identity in its place) is left out: its identity error would be 0 and the auto-mask's minimum would zero the
     pixel's loss — with the joint minimum, every pixel of the sample, whatever the other source says. The released
     code keeps such a duplicate; the difference is confined to the scene ends.
 
+    Leading dims of ``depth`` (the criterion passes the stages' depths stacked) give one loss each, computed in one
+    pass: the two sources are warped in one call, and the identity errors (source against target, which do not
+    depend on the depth) and their tie-breaking noise are computed once and shared.
+
     Args:
-        depth: [B, N, H, W] rendered depth of the current cameras (already clamped).
+        depth: [..., B, N, H, W] rendered depth of the current cameras (already clamped).
         images: [B, 3·N, H, W, 3] uint8: current images, the previous sweep's, the next sweep's.
         intrinsics: [B, N, 3, 3] render K.
         cur_to_src: [B, 2·N, 4, 4] current camera → previous (rows 0..N-1) / next (rows N..2N-1) sweep camera.
@@ -98,35 +104,38 @@ def warping_loss(depth: torch.Tensor, images: torch.Tensor, intrinsics: torch.Te
         source_valid: [B, 2·N] bool, whether each source exists (``Batch.source_valid``); None: all exist.
 
     Returns:
-        scalar loss: the mean over the pixels of (batch, camera) pairs with at least one source (and over the
-        existing sources when ``per_source``); 0 where no camera of the batch has a source.
+        [...] loss per leading index (a scalar for [B, N, H, W]): the mean over the pixels of (batch, camera) pairs
+        with at least one source (and over the existing sources when ``per_source``); 0 where no camera of the batch
+        has a source.
     """
-    B, N, H, W = depth.shape
+    *lead, B, N, H, W = depth.shape
+    L = math.prod(lead)
     imgs = images.permute(0, 1, 4, 2, 3).to(depth.dtype) / 255.0                          # [B, 3N, 3, H, W]
-    target = imgs[:, :N].flatten(0, 1)
+    target = imgs[:, :N].flatten(0, 1)                                                      # [B·N, 3, H, W]
+    # both sources: [2·B·N, 3, H, W], rows j·B·N + b·N + n
+    sources = imgs[:, N:].unflatten(1, (2, N)).transpose(0, 1).flatten(0, 2)
     valid = (torch.ones(B, 2 * N, dtype=torch.bool, device=depth.device) if source_valid is None
              else source_valid.to(device=depth.device, dtype=torch.bool))
-    src_valid = [valid[:, j * N:(j + 1) * N].flatten(0, 1).view(B * N, 1, 1) for j in range(2)]   # [B·N, 1, 1]
-    warped_err, ident_err = [], []
-    for j in range(2):
-        source = imgs[:, (j + 1) * N:(j + 2) * N].flatten(0, 1)
-        warped = warp_image(source, depth.flatten(0, 1), intrinsics.flatten(0, 1),
-                            cur_to_src[:, j * N:(j + 1) * N].flatten(0, 1))
-        warped_err.append(photometric_error(warped, target))
-        ident = photometric_error(source, target)
-        ident_err.append(ident + IDENTITY_NOISE * torch.randn_like(ident))
+    src_valid = valid.unflatten(1, (2, N)).transpose(0, 1).reshape(2, 1, B * N, 1, 1)      # [2, 1, B·N, 1, 1]
+    to_src = cur_to_src.unflatten(1, (2, N)).transpose(0, 1).reshape(2, 1, B * N, 4, 4)
+    K = intrinsics.reshape(1, 1, B * N, 3, 3)
+    # every (source, leading index, camera) warp in one call: [2·L·B·N, ...]
+    warped = warp_image(sources.view(2, 1, B * N, 3, H, W).expand(2, L, B * N, 3, H, W).flatten(0, 2),
+                        depth.reshape(1, L * B * N, H, W).expand(2, -1, -1, -1).flatten(0, 1),
+                        K.expand(2, L, -1, -1, -1).flatten(0, 2), to_src.expand(2, L, -1, -1, -1).flatten(0, 2))
+    warped_err = photometric_error(warped, target.repeat(2 * L, 1, 1, 1)).view(2, L, B * N, H, W)
+    ident = photometric_error(sources, target.repeat(2, 1, 1, 1)).view(2, 1, B * N, H, W)
+    ident_err = ident + IDENTITY_NOISE * torch.randn_like(ident)
     if per_source:
-        per = torch.stack([torch.where(v, torch.minimum(w, i), 0.0)
-                           for w, i, v in zip(warped_err, ident_err, src_valid, strict=True)])   # [2, B·N, H, W]
-        count = torch.stack(src_valid).sum() * H * W
+        per = torch.where(src_valid, torch.minimum(warped_err, ident_err), 0.0).sum(0)   # [L, B·N, H, W]
+        count = src_valid.sum() * H * W
     else:
-        errors = [torch.where(v, e, torch.inf) for e, v in zip(warped_err + ident_err, src_valid + src_valid,
-                                                                  strict=True)]
-        best = torch.stack(errors).amin(0)                                                # [B·N, H, W]
-        has_source = src_valid[0] | src_valid[1]
-        per = torch.where(has_source, best, 0.0)
+        errors = torch.where(src_valid.repeat(2, 1, 1, 1, 1),                          # (w0, w1, i0, i1)
+                             torch.cat([warped_err, ident_err.expand(2, L, -1, -1, -1)]), torch.inf)
+        has_source = src_valid[0] | src_valid[1]                                        # [1, B·N, 1, 1]
+        per = torch.where(has_source, errors.amin(0), 0.0)                              # [L, B·N, H, W]
         count = has_source.sum() * H * W
-    return per.sum() / count.clamp_min(1)
+    return (per.flatten(1).sum(1) / count.clamp_min(1)).view(lead)
 
 
 def pca_basis(features: torch.Tensor, dims: int, *, randomized: bool) -> torch.Tensor:
@@ -171,7 +180,7 @@ def project_targets(features: torch.Tensor, basis: torch.Tensor, size: tuple[int
     return up.reshape(B, N, k, *size).permute(0, 1, 3, 4, 2)
 
 
-def feature_losses(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def feature_losses(pred: torch.Tensor, target: torch.Tensor, *, keep: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """MSE over every element and ``1 − mean cosine`` over pixels where both vectors are non-zero (§5.2).
 
     Pixels with an exactly-zero rendered (or target) vector have no defined cosine and are skipped, as the
@@ -179,40 +188,42 @@ def feature_losses(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tens
 
     Args:
         pred: [..., k] rendered features (uncovered pixels are 0 and count in the MSE).
-        target: [..., k] projected targets.
+        target: [..., k] projected targets, broadcast against ``pred``.
+        keep: leading dims of ``pred`` that are not reduced (the criterion's stacked stages): one pair each.
 
     Returns:
-        (mse, cos) scalars.
+        (mse, cos), each of shape ``pred.shape[:keep]`` (scalars for ``keep`` = 0).
     """
-    mse = (pred - target).square().mean()
+    mse = (pred - target).square().flatten(keep).mean(-1)
     pn, tn = pred.norm(dim=-1), target.norm(dim=-1)
     valid = (pn > 0) & (tn > 0)
     denom = torch.where(valid, pn * tn, torch.ones_like(pn))
     cos = torch.where(valid, (pred * target).sum(-1) / denom, torch.zeros_like(pn))
-    return mse, 1 - cos.sum() / valid.sum().clamp_min(1)
+    return mse, 1 - cos.flatten(keep).sum(-1) / valid.flatten(keep).sum(-1).clamp_min(1)
 
 
-def depth_losses(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def depth_losses(pred: torch.Tensor, target: torch.Tensor, *, keep: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """SILog and L1 of ``pred`` against the foundation depth over its valid pixels, per sample then averaged (§5.3).
 
     ``SILog = 10 · sqrt(mean(d²) − 0.85 · mean(d)²)``, ``d = log pred − log target``; ``L1 = mean |pred − target|``;
     the mask is ``0.1 < target < 51.2`` on the unclamped target.
 
     Args:
-        pred: [B, ...] rendered depth (already clamped to [0.1, 80]).
-        target: [B, ...] foundation depth (m), same shape.
+        pred: [*lead, B, ...] rendered depth (already clamped to [0.1, 80]), ``keep`` leading dims.
+        target: [B, ...] foundation depth (m).
+        keep: leading dims of ``pred`` that are not reduced (the criterion's stacked stages): one pair each.
 
     Returns:
-        (silog, l1) scalars.
+        (silog, l1), each of shape ``pred.shape[:keep]`` (scalars for ``keep`` = 0).
     """
     lo, hi = DEPTH_TARGET_RANGE
     mask = (target > lo) & (target < hi)
-    m = mask.flatten(1).to(pred.dtype)
+    m = mask.flatten(1).to(pred.dtype)                                                      # [B, P]
     count = m.sum(1).clamp_min(1)
     safe_target = torch.where(mask, target, torch.ones_like(target))
-    d = (torch.log(pred) - torch.log(safe_target)).flatten(1) * m
-    mean_d = d.sum(1) / count
-    mean_d2 = d.square().sum(1) / count
+    d = (torch.log(pred) - torch.log(safe_target)).flatten(keep + 1) * m                   # [*lead, B, P]
+    mean_d = d.sum(-1) / count
+    mean_d2 = d.square().sum(-1) / count
     silog = SILOG_SCALE * torch.sqrt(mean_d2 - SILOG_VARIANCE_FOCUS * mean_d.square())
-    l1 = ((pred - target).abs().flatten(1) * m).sum(1) / count
-    return silog.mean(), l1.mean()
+    l1 = ((pred - target).abs().flatten(keep + 1) * m).sum(-1) / count
+    return silog.mean(-1), l1.mean(-1)
