@@ -7,8 +7,8 @@ On a GPU, bench/breakdown.py counts kernel launches with the profiler. Their num
 by the device, so this script counts them on any device: every ATen operator the frame or step dispatches that is
 not a view or an allocation (on CUDA each launches at least one kernel or copy) and every Triton kernel launch
 (the operators the Triton interpreter runs inside a launch are not counted). Each is attributed to a stage of
-bench/breakdown.py (``other`` outside them: autograd's backward, the optimizer, the glue between stages) and to the
-line of this repository that issued it. Operators that wait for the device on CUDA (``.item()``, ``nonzero``,
+bench/breakdown.py (``backward`` for autograd's backward, recomputes of checkpointed blocks included; ``other``
+outside the stages: the optimizer, the glue between stages) and to the line of this repository that issued it. Operators that wait for the device on CUDA (``.item()``, ``nonzero``,
 boolean-mask indexing, ``linalg.eigh``'s error check) are listed apart: each is a host sync there. A copy between
 host and device cannot be seen on a CPU-only run.
 
@@ -105,7 +105,13 @@ class DispatchCounter(TorchDispatchMode):
 
     def record(self, name: str) -> None:
         site = _site()
-        self.counts.launches[(self.stages[-1] if self.stages else "other", name)] += 1
+        # Inside autograd's backward (recomputes of checkpointed blocks included, whose early stop skips the
+        # block's closing hook) the stage stack says nothing: those ops are "backward".
+        if torch._C._current_autograd_node() is not None:
+            stage = "backward"
+        else:
+            stage = self.stages[-1] if self.stages else "other"
+        self.counts.launches[(stage, name)] += 1
         self.counts.sites[site] += 1
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:

@@ -41,14 +41,6 @@ def _hsv_to_bgr(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
     return torch.stack([channel(1.0), channel(3.0), channel(5.0)], 1)
 
 
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A host tensor on ``device``. To CUDA through pinned memory and a non-blocking copy: a copy from pageable
-    memory synchronises the stream, and the host would then wait for the previous step's work at every step."""
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
-
-
 def draw_parameters(num_images: int) -> dict[str, torch.Tensor]:
     """The random choices for ``num_images`` images, from torch's (global) CPU generator."""
     u = torch.rand(num_images, 11)
@@ -62,8 +54,25 @@ def draw_parameters(num_images: int) -> dict[str, torch.Tensor]:
     }
 
 
+def _effective(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[M, 8] float32 per image, on the host: brightness offset, contrast factor before and after the HSV changes,
+    saturation factor, hue offset (each the identity where its step is off) and the channel permutation."""
+    contrast = torch.where(params["contrast_on"], params["contrast"], 1.0)
+    first = params["contrast_first"]
+    perm = torch.where(params["permute_on"].view(-1, 1), params["permutation"], torch.arange(3))
+    return torch.cat([torch.stack([torch.where(params["brightness_on"], params["brightness"], 0.0),
+                                   torch.where(first, contrast, 1.0), torch.where(first, 1.0, contrast),
+                                   torch.where(params["saturation_on"], params["saturation"], 1.0),
+                                   torch.where(params["hue_on"], params["hue"], 0.0)], 1),
+                      perm.to(torch.float32)], 1)
+
+
 def photometric_distortion(images: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Distort uint8 BGR images ``[..., 3, H, W]`` (e.g. a batch's [B, T·N, 3, H, W]) image by image.
+
+    The per-image values are resolved on the host and reach the device as one tensor: on CUDA through pinned memory
+    and a non-blocking copy, since a copy from pageable memory synchronises the stream (the host would wait for the
+    previous step's work at every step).
 
     Args:
         images: uint8 BGR on any device.
@@ -75,19 +84,17 @@ def photometric_distortion(images: torch.Tensor, params: dict[str, torch.Tensor]
     shape = images.shape
     x = images.reshape(-1, *shape[-3:]).float()
     M = x.shape[0]
-    p = {k: _to_device(v, images.device) for k, v in (params or draw_parameters(M)).items()}
-
-    def per_image(t: torch.Tensor) -> torch.Tensor:
-        return t.view(M, 1, 1, 1)
-
-    x = x + per_image(torch.where(p["brightness_on"], p["brightness"], 0.0))
-    contrast = torch.where(p["contrast_on"], p["contrast"], 1.0)
-    x = x * per_image(torch.where(p["contrast_first"], contrast, 1.0))
+    values = _effective(params or draw_parameters(M))
+    if images.device.type == "cuda":
+        values = values.pin_memory().to(images.device, non_blocking=True)
+    else:
+        values = values.to(images.device)
+    brightness, contrast_before, contrast_after, saturation, hue = values[:, :5].T.reshape(5, M, 1, 1, 1)
+    x = (x + brightness) * contrast_before
     h, s, v = _bgr_to_hsv(x)
-    s = s * torch.where(p["saturation_on"], p["saturation"], 1.0).view(M, 1, 1)
-    h = torch.remainder(h + torch.where(p["hue_on"], p["hue"], 0.0).view(M, 1, 1), 360.0)
-    x = _hsv_to_bgr(h, s, v)
-    x = x * per_image(torch.where(p["contrast_first"], 1.0, contrast))
-    perm = torch.where(p["permute_on"].view(M, 1), p["permutation"], torch.arange(3, device=x.device))
+    s = s * saturation[:, 0]
+    h = torch.remainder(h + hue[:, 0], 360.0)
+    x = _hsv_to_bgr(h, s, v) * contrast_after
+    perm = values[:, 5:].to(torch.int64)
     x = torch.gather(x, 1, perm.view(M, 3, 1, 1).expand_as(x))
     return x.round().clamp(0, 255).to(torch.uint8).reshape(shape)
