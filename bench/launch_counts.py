@@ -5,12 +5,15 @@
 
 On a GPU, bench/breakdown.py counts kernel launches with the profiler. Their number is fixed by the host code, not
 by the device, so this script counts them on any device: every ATen operator the frame or step dispatches that is
-not a view or an allocation (on CUDA each launches at least one kernel or copy) and every Triton kernel launch
-(the operators the Triton interpreter runs inside a launch are not counted). Each is attributed to a stage of
-bench/breakdown.py (``backward`` for autograd's backward, recomputes of checkpointed blocks included; ``other``
-outside the stages: the optimizer, the glue between stages) and to the line of this repository that issued it. Operators that wait for the device on CUDA (``.item()``, ``nonzero``,
-boolean-mask indexing, ``linalg.eigh``'s error check) are listed apart: each is a host sync there. A copy between
-host and device cannot be seen on a CPU-only run.
+not a view or an allocation (on CUDA each launches at least one kernel or copy; cuDNN and cuBLAS may launch more)
+and every Triton kernel launch (the operators the Triton interpreter runs inside a launch are not counted). Under
+the interpreter the ``fps`` op runs its one-launch-per-pick design (kernels_triton/fps.py), where a GPU runs its
+persistent kernel in one or two launches: its count here is not the GPU's. Each dispatch is attributed to a stage
+of bench/breakdown.py (``backward`` for autograd's backward, recomputes of checkpointed blocks included; ``other``
+outside the stages: the optimizer, the glue between stages) and to the line of this repository that issued it.
+Operators that wait for the device on CUDA (``.item()``, ``nonzero``, boolean-mask indexing, ``linalg.eigh``'s
+error check) are listed apart: each is a host sync there. A copy between host and device cannot be seen on a
+CPU-only run.
 
 bench/perf.py's online frame and training step are used, at the configuration's structure (layers, frames,
 cameras, stages) and at whatever sizes ``--set`` gives: the counts depend on the structure, not on the sizes, so a
