@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import ablation, breakdown, cuda_graph
+from bench import ablation, breakdown, cuda_graph, launch_counts
 from bench.perf import build_inference, online_frame, synthetic_batch, training_step
 from pgocc import ops
 from pgocc.config import ExperimentConfig, apply_overrides, load_experiment
@@ -95,3 +95,34 @@ def test_end_to_end_runs_the_online_loader_through_the_infer_path(tiny_world: Pa
     row = breakdown.end_to_end(cfg, tiny_world, CPU, bf16=False, graph=False)
     assert row["frames"] == TINY_SPEC.scenes * TINY_SPEC.keyframes and row["path"] == "eager"
     assert row["frame_ms"] > 0 and row["loader_ms_per_sample_one_process"] > 0
+
+
+def test_launch_counter_counts_kernels_not_views_and_names_syncs() -> None:
+    counter = launch_counts.DispatchCounter()
+    x = torch.arange(12.0).view(3, 4).requires_grad_()
+    with counter:
+        with counter.stage("a"):
+            y = (x * 2).t().reshape(12)            # mul: 1; t, reshape of a contiguous result: views
+        z = y.sum()                                 # outside a stage: "other"
+        mask = y.detach() > 3
+        y.detach()[mask]                            # a boolean-mask index: a sync on CUDA
+        z.backward()                                # autograd: "backward"
+        x.detach().max().item()                     # a host read: a sync
+    c = counter.counts
+    assert c.launches[("a", "mul")] == 1 and c.launches[("other", "sum")] == 1
+    assert not any(op in ("t", "view", "reshape", "_reshape_alias", "detach") for _, op in c.launches)
+    assert sum(n for (stage, _), n in c.launches.items() if stage == "backward") >= 1
+    syncs = " ".join(c.syncs)
+    assert "index" in syncs and "_local_scalar_dense" in syncs and sum(c.syncs.values()) == 2
+    assert all(site.startswith("outside the repository") or "tests/" not in site for site in c.sites)
+
+
+def test_launch_counts_script_counts_every_stage(tmp_path: Path) -> None:
+    args = ["--out", str(tmp_path), "--config", "configs.tiny:tiny"] + [a for s in SMALL for a in ("--set", s)]
+    assert launch_counts.main(args) == 0
+    runs = json.loads((tmp_path / "launch_counts.json").read_text())["runs"]
+    frame, step = runs["online frame"], runs["training step"]
+    assert {"backbone", "fps", "densify render", "readout", "s0 attention", "s2 mixing"} <= set(frame["by_stage"])
+    assert {"backward", "losses", "loss render"} <= set(step["by_stage"]) and "readout" not in step["by_stage"]
+    assert sum(frame["by_stage"].values()) == frame["launches"] > 0 and step["launches"] > frame["launches"]
+    assert "| stage | launches |" in (tmp_path / "launch_counts.md").read_text()
