@@ -13,7 +13,8 @@ of bench/breakdown.py (``backward`` for autograd's backward, recomputes of check
 outside the stages: the optimizer, the glue between stages) and to the line of this repository that issued it.
 Operators that wait for the device on CUDA (``.item()``, ``nonzero``, boolean-mask indexing, ``linalg.eigh``'s
 error check) are listed apart: each is a host sync there. A copy between host and device cannot be seen on a
-CPU-only run.
+CPU-only run. Under inference mode (the online frame) the dispatcher hands the mode composite operators (``linear``,
+``conv2d``) before autocast casts their inputs, so a bf16 frame's casts are not counted.
 
 bench/perf.py's online frame and training step are used, at the configuration's structure (layers, frames,
 cameras, stages) and at whatever sizes ``--set`` gives: the counts depend on the structure, not on the sizes, so a
