@@ -244,13 +244,12 @@ def test_a_non_finite_term_stops_the_run_naming_it_with_the_last_checkpoint_inta
 
     real = criterion_module.depth_losses
     calls = {"n": 0}
-    stages = len(_cfg().model.num_queries)
 
-    def poisoned(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def poisoned(pred: torch.Tensor, target: torch.Tensor, *, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
         calls["n"] += 1
-        silog, l1 = real(pred, target)
-        if calls["n"] == 2 * stages + 2:          # step 3, stage 1 (one call per stage per step)
-            silog = silog * float("nan")
+        silog, l1 = real(pred, target, keep=keep)     # [stages]: one call per step, the stages stacked
+        if calls["n"] == 3:                           # step 3, stage 1
+            silog = silog * torch.tensor([float("nan") if s == 1 else 1.0 for s in range(len(silog))])
         return silog, l1
 
     monkeypatch.setattr(criterion_module, "depth_losses", poisoned)
