@@ -140,6 +140,43 @@ def test_adaptive_mixing_against_its_formula_with_non_square_matrices() -> None:
             torch.testing.assert_close(got[bi, qi], want, rtol=1e-10, atol=1e-10)
 
 
+def test_adaptive_mixing_under_autocast_hands_the_slab_to_out_proj_without_widening_it() -> None:
+    """bf16 autocast with a float32 query (the decoder's residual stream): the output equals out_proj of the fused
+    slab cast up and back (what the code did before, bit for bit), and no float32 copy of the [B, Q, G·P_out·C_g]
+    slab is made. Outside autocast a bf16 slab meets a float32 out_proj as float32."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    C, G, Cg, TP, Pout = 16, 2, 8, 3, 5
+    mix = AdaptiveMixing(C, G, TP, Pout, ops.resolve("st_fusion", "reference"))
+    with torch.no_grad():
+        mix.parameter_generator.weight.normal_(0, 0.3)
+    B, Q = 2, 7
+    x = torch.randn(B, Q, G, TP, Cg).to(torch.bfloat16)
+    query = torch.randn(B, Q, C)
+    slab = B * Q * G * Pout * Cg
+    widened: list[tuple[int, ...]] = []
+
+    class Casts(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN202
+            out = func(*args, **(kwargs or {}))
+            if func is torch.ops.aten._to_copy.default and out.dtype == torch.float32 and out.numel() == slab:
+                widened.append(tuple(out.shape))
+            return out
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with Casts():
+            got = mix(x, query)
+        params = mix.parameter_generator(query).view(B, Q, G, -1)
+        m, s = params.split([Cg * Cg, Pout * TP], -1)
+        fused = mix._fusion(x, m.reshape(B, Q, G, Cg, Cg), s.reshape(B, Q, G, Pout, TP), 1e-5)
+        want = mix.out_proj(fused.reshape(B, Q, -1).float())
+    assert widened == [] and got.dtype == torch.bfloat16
+    assert torch.equal(got, want)
+    with torch.no_grad():
+        plain = mix(x, query)                                # no autocast: the slab meets out_proj in float32
+    assert plain.dtype == torch.float32
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Heads and position encoding (§2.1, §3)
 

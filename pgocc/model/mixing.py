@@ -46,5 +46,9 @@ class AdaptiveMixing(nn.Module):
         m, s = params.split([self.m_size, self.s_size], -1)
         m = m.reshape(B, Q, self.groups, self.channels, self.channels)
         s = s.reshape(B, Q, self.groups, self.out_points, self.in_points)
-        out = self._fusion(x, m.to(x.dtype), s.to(x.dtype), LN_EPS)
-        return self.out_proj(out.reshape(B, Q, -1).to(query.dtype))
+        out = self._fusion(x, m.to(x.dtype), s.to(x.dtype), LN_EPS).reshape(B, Q, -1)
+        # Under autocast the GEMM casts its input itself: casting the [B, Q, G·P_out·C_g] slab to the query's float32
+        # here would only be cast back (at Q = 6000, 0.4 GB in bf16 written, read, widened and narrowed again).
+        if not torch.is_autocast_enabled(out.device.type):
+            out = out.to(self.out_proj.weight.dtype)
+        return self.out_proj(out)
