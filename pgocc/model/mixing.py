@@ -49,6 +49,6 @@ class AdaptiveMixing(nn.Module):
         out = self._fusion(x, m.to(x.dtype), s.to(x.dtype), LN_EPS).reshape(B, Q, -1)
         # Under autocast the GEMM casts its input itself: casting the [B, Q, G·P_out·C_g] slab to the query's float32
         # here would only be cast back (at Q = 6000, 0.4 GB in bf16 written, read, widened and narrowed again).
-        if not torch.is_autocast_enabled(out.device.type):
+        if out.dtype != self.out_proj.weight.dtype and not torch.is_autocast_enabled(out.device.type):
             out = out.to(self.out_proj.weight.dtype)
         return self.out_proj(out)
