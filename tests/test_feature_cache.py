@@ -98,6 +98,18 @@ def test_forget_drops_the_frames_a_plan_added_and_stale_plans_are_refused() -> N
     assert "c" not in cache and "a" in cache and "b" in cache
 
 
+def test_a_slot_freed_by_forget_is_reused_and_no_two_frames_share_one() -> None:
+    cache = FeatureCache(capacity=3)
+    for key in ("a", "b", "c"):
+        run(cache, [[key, key]], 1)
+    cache.forget(cache.plan([["d", "c"]], 1, CPU))      # d took a's slot (a evicted); forgetting d frees that slot
+    assert "d" not in cache and "a" not in cache and len(cache) == 2
+    for keys in ([["e", "c"]], [["f", "e"]], [["c", "f"]]):   # e must take the freed slot, not c's
+        for g, e in zip(run(cache, keys, 1), expect(keys), strict=True):
+            assert torch.equal(g, e)
+    assert "b" not in cache and len(cache) == 3
+
+
 def test_maps_of_another_size_or_dtype_are_refused() -> None:
     cache = FeatureCache(capacity=2)
     run(cache, [["a", "a"]], 1)

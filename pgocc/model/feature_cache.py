@@ -49,13 +49,15 @@ class FeatureCache:
         self.capacity = capacity
         self._slots: OrderedDict[str, int] = OrderedDict()
         """frame id → slot, least recently used first."""
+        self._free = list(range(capacity - 1, -1, -1))
+        """Slots no frame holds (popped from the end)."""
         self._maps: list[torch.Tensor] | None = None
         """L × [capacity, N, H_l, W_l, C]: channels last, the layout of the backbone's maps."""
         self._buffers: dict[tuple[str, tuple[int, ...], torch.device], torch.Tensor] = {}
         """Device buffers of the slot indices, one per use and shape: a batch of another shape (a smaller last one)
         gets its own and leaves those a CUDA graph captured where they are."""
         self._write = torch.empty(0, dtype=torch.int64)
-        """[B·F] int64 slot of each given frame (rows b·F + t), on the device."""
+        """[R] int64 slot of each fresh frame (:attr:`CachePlan.fresh`), on the device."""
         self._read = torch.empty(0, 0, dtype=torch.int64)
         """[B, T] int64 slot of each sample's frames, on the device."""
         self.last_plan: CachePlan | None = None
@@ -114,9 +116,11 @@ class FeatureCache:
         return self.last_plan
 
     def forget(self, plan: CachePlan) -> None:
-        """Drop the frames ``plan`` added (their maps were never stored)."""
+        """Drop the frames ``plan`` added (their maps were never stored) and free their slots; frames it evicted to
+        make room stay evicted."""
         for key in plan.added:
-            self._slots.pop(key, None)
+            if key in self._slots:
+                self._free.append(self._slots.pop(key))
         self.last_plan = None
 
     def _to_device(self, use: str, values: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -133,8 +137,9 @@ class FeatureCache:
         return buffer
 
     def _free_slot(self, needed: dict[str, None]) -> int:
-        if len(self._slots) < self.capacity:
-            return len(self._slots)
+        """A slot no frame holds, else that of the least recently used frame the batch does not need."""
+        if self._free:
+            return self._free.pop()
         victim = next(k for k in self._slots if k not in needed)  # exists: len(needed) <= capacity
         return self._slots.pop(victim)
 
