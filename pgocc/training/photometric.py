@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import torch
 
-from pgocc.model.constants import device_constant
-
 BRIGHTNESS = 32.0
 CONTRAST = (0.5, 1.5)
 SATURATION = (0.5, 1.5)
@@ -36,7 +34,7 @@ def _bgr_to_hsv(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 def _hsv_to_bgr(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`_bgr_to_hsv`: channel n of (R, G, B) = v − v·s·clamp(min(k, 4 − k), 0, 1), k = (n + h/60)
     mod 6 with n = 5, 3, 1; the three channels in one pass (n = 1, 3, 5 for B, G, R)."""
-    n = device_constant([1.0, 3.0, 5.0], h).view(1, 3, 1, 1)
+    n = torch.arange(1.0, 6.0, 2.0, dtype=h.dtype, device=h.device).view(1, 3, 1, 1)  # made on the device: no copy
     k = torch.remainder(n + (h / 60.0).unsqueeze(1), 6.0)                                  # [M, 3, H, W]
     return v.unsqueeze(1) - (v * s).unsqueeze(1) * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
 
