@@ -14,15 +14,15 @@
 # Durations on an H100: parity ≈ 6 min (gsplat's build included), benchmarks ≈ 8 min (capped by BENCH_TIMEOUT),
 # breakdown ≈ 3 min (bench/breakdown.py; the 12-keyframe 1600×900 world of its end-to-end figure takes ≈ 20 s to
 # generate), ablation 3.4 min (bench/ablation.py, 2026-12-07; its last row, gsplat, built gsplat's CUDA extension in
-# 62 s), CUDA graphs 40 s for the online frames (bench/cuda_graph.py; its training-step rows, added later, not yet
-# timed) and the readout's parts (bench/readout_parts.py): more than one call allows, so split it, e.g.
+# 62 s), CUDA graphs about 2 min for the online frames and the training step (bench/cuda_graph.py) and the
+# readout's parts (bench/readout_parts.py): more than one call allows, so split it, e.g.
 #   (1) SKIP_BENCH=1 SKIP_BREAKDOWN=1 SKIP_ABLATION=1 bash bench/run_gpu.sh                        parity, ≈ 6 min
 #   (2) SKIP_PARITY=1 SKIP_BREAKDOWN=1 SKIP_ABLATION=1 bash bench/run_gpu.sh                   benchmarks, ≈ 8 min
 #   (3) SKIP_PARITY=1 bash bench/run_gpu.sh test_model    issue 18: whole-model benchmarks, breakdown, ablation, ≈ 9 min
 #   (4) SKIP_BENCH=1 SKIP_ABLATION=1 BREAKDOWN_PRECISION=bf16 PARITY_TESTS="tests/test_online.py
 #       tests/test_feature_cache.py tests/test_infer.py::test_cuda_graph_replays_give_the_eager_online_labels
 #       tests/test_train.py" bash bench/run_gpu.sh         issue 18 in one call: the graph-replay tests, the bf16
-#       breakdown with its end-to-end rows (eager and --cuda-graph), the frame and step as CUDA graphs (not yet timed)
+#       breakdown with its end-to-end rows (eager and --cuda-graph), the frame and step as CUDA graphs
 # The breakdown and ablation scripts write their reports after every run, so a call cut short keeps what it measured.
 # On a machine without internet access, put the wheels of the packages it lacks (gsplat and rich's dependencies,
 # nuscenes-devkit, pyquaternion, PyTurboJPEG, ...) in .whl/ and libturbojpeg0 in .deb/ (README, "GPU runs"); the
