@@ -96,6 +96,12 @@ class Batch:
         """T (from ``ego2img``, which covers every frame also where ``images`` holds only the current one)."""
         return int(self.ego2img.shape[1]) // self.num_cams
 
+    @property
+    def frame_keys(self) -> list[list[str]]:
+        """[B][T] each frame's id, its CAM_FRONT file name: the model's feature-cache keys."""
+        N = self.num_cams
+        return [[names[t * N] for t in range(self.num_frames)] for names in self.filenames]
+
     def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
         values = {}
         for f in dataclasses.fields(self):

@@ -73,9 +73,7 @@ class GraphedFrames:
                 value = getattr(batch, f.name)
                 if isinstance(value, torch.Tensor):
                     getattr(captured.inputs, f.name).copy_(value, non_blocking=True)
-            N = batch.num_cams
-            keys = [[names[t * N] for t in range(batch.num_frames)] for names in batch.filenames]
-            self.cache.plan(keys, batch.images.shape[1] // N, batch.images.device)
+            self.cache.plan(batch.frame_keys, batch.images.shape[1] // batch.num_cams, batch.images.device)
         captured.graph.replay()
         self.replays += 1
         return captured.outputs

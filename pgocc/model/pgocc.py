@@ -267,7 +267,7 @@ class PGOcc(nn.Module):
         if T != cfg.num_frames:
             raise ValueError(f"PGOcc: batch has {T} frames of {N} cameras but model.num_frames={cfg.num_frames}")
         image_size = (int(batch.images.shape[-2]), int(batch.images.shape[-1]))
-        frame_keys = [[names[t * N] for t in range(T)] for names in batch.filenames] if cache is not None else None
+        frame_keys = batch.frame_keys if cache is not None else None
         if cache is None and batch.images.shape[1] != T * N:
             raise ValueError(f"PGOcc: batch has the images of {batch.images.shape[1] // N} of its {T} frames (online "
                              "loader); pass the FeatureCache that holds the others")
