@@ -8,11 +8,11 @@ and under bf16 autocast. Each precision: the eager frame timed, then the same cl
 ``torch.cuda.graph`` (after three warm-up calls on a side stream, so that Triton has compiled and autotuned and the
 device constants exist) and its replay timed; the replay's labels must equal the eager frame's.
 
-The training step (:func:`training_closure`) is measured the same way: forward, every loss term, backward,
-clipping and the gated fused AdamW step as one graph — what capturing the step in the training loop would give.
-It leaves out what reads the host: the photometric distortion (per-image parameters drawn on the host) and the
-feature targets (the PCA's eigh checks its error flag on the host; computed once beforehand), and it keeps the
-learning rate fixed (a schedule inside a graph needs a tensor lr). The replay's loss must be finite.
+The training step is the training loop's (:func:`bench.perf.training_step`: distortion and feature targets,
+forward, every loss term, backward, clipping, the gated AdamW step, the schedule), eager and as ``train.cuda_graph``
+runs it (:class:`pgocc.training.graphed_step.GraphedTrainingStep`: eager warm-up steps, then one capture, then
+replays; the distortion and the feature targets run eagerly before each replay). Both time whole steps, host work
+included; the graphed step's losses must be finite.
 
 A capture that fails (a host sync or a CPU tensor inside) is reported with its error. Writes
 ``DIR/cuda_graph.md`` and ``DIR/cuda_graph.json``; needs a GPU.
@@ -28,10 +28,9 @@ from pathlib import Path
 
 import torch
 
-from bench.perf import device_name, gpu_inference, measure, online_frame, precision, training_step
+from bench.perf import device_name, gpu_inference, measure, online_frame, training_step
 from pgocc.commands._common import add_experiment_arguments
-from pgocc.config import ExperimentConfig
-from pgocc.data.batch import Batch
+from pgocc.training.graphed_step import WARMUP_STEPS
 
 
 def graph_of(frame: Callable[[], torch.Tensor]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
@@ -46,34 +45,6 @@ def graph_of(frame: Callable[[], torch.Tensor]) -> tuple[torch.cuda.CUDAGraph, t
     with torch.cuda.graph(graph):
         out = frame()
     return graph, out
-
-
-def training_closure(cfg: ExperimentConfig, batch: Batch, *, bf16: bool
-                     ) -> tuple[torch.nn.Module, Callable[[], torch.Tensor]]:
-    """(model, step): one training step on ``batch`` without the host's parts (module docstring) → its total loss
-    (0-d); the AdamW is fused and capturable (its step counts on the device)."""
-    from pgocc.train import clip_gradients
-    from pgocc.training.optim import build_optimizer, gate_step
-
-    device = batch.images.device
-    model, criterion, _ = training_step(cfg, device, batch, bf16=bf16)
-    optimizer, _ = build_optimizer(model, cfg.train)
-    for group in optimizer.param_groups:
-        group["capturable"] = True
-    params = [p for p in model.parameters() if p.requires_grad]
-    targets = criterion.feature_targets(batch)
-
-    def step() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)  # the backward then writes the gradients (in a graph: its own pool)
-        with precision(device, bf16):
-            out = criterion(model(batch), batch, targets)
-        out.total.backward()
-        clip_gradients(params, cfg.train.grad_clip_norm)
-        gate_step(optimizer, out.checks.ok)
-        optimizer.step()
-        return out.total.detach()
-
-    return model, step
 
 
 def main() -> None:
@@ -101,13 +72,14 @@ def main() -> None:
         print(name, json.dumps(row), flush=True)
     for bf16 in (False, True):
         name = "training step, " + ("bf16" if bf16 else "fp32")
-        _, step = training_closure(cfg, batch, bf16=bf16)
-        eager = measure(step, device, budget_s=args.budget, warmup=2)
-        row = {"eager": asdict(eager)}
+        _, _, step = training_step(cfg, device, batch, bf16=bf16)
+        row = {"eager": asdict(measure(step, device, budget_s=args.budget, warmup=2))}
+        del step
+        torch.cuda.empty_cache()
         try:
-            graph, loss = graph_of(step)
-            replay = measure(graph.replay, device, budget_s=args.budget, warmup=2)
-            row |= {"graph": asdict(replay), "loss_finite": bool(torch.isfinite(loss))}
+            _, _, step = training_step(cfg, device, batch, bf16=bf16, graphed=True)
+            row["graph"] = asdict(measure(step, device, budget_s=args.budget, warmup=WARMUP_STEPS + 1))
+            row["loss_finite"] = bool(torch.isfinite(step()))
         except Exception as err:  # noqa: BLE001 - a failed capture is a result to report
             row["graph_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
         rows[name] = row

@@ -289,6 +289,10 @@ class TrainConfig:
     compile: bool = False
     """torch.compile the blocks that compile (backbone bottlenecks, FPN, position encoders, FFNs, heads); the
     decoder's attention, sampling and mixing ops stay eager (see pgocc.training.parallelize)."""
+    cuda_graph: bool = False
+    """Replay the training step as one CUDA graph after three eager warm-up steps (one CUDA process only; every op
+    should be on triton): forward, losses, backward, clipping and AdamW become one launch instead of about three
+    thousand (pgocc.training.graphed_step; docs/performance.md §1). The checkpoints are the same either way."""
     fsdp: bool = True
     """With more than one process: shard with FSDP2 (per decoder layer, per backbone stage, then the root); false
     replicates with DDP. Ignored on one process."""

@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -41,6 +41,7 @@ from pgocc.config import ExperimentConfig, check_cpu_run
 from pgocc.data.batch import Batch
 from pgocc.errors import ConfigError, DataError, PgoccError, report
 from pgocc.model.checks import Checks, ModelCheckError
+from pgocc.model.criterion import FeatureTargets
 from pgocc.model.types import Prediction
 
 
@@ -75,6 +76,13 @@ def check_run_config(cfg: ExperimentConfig, world: int, device: torch.device) ->
     if cfg.train.autocast == "bf16" and device.type != "cuda":
         raise ConfigError(f"train.autocast: 'bf16' needs a CUDA device; this run is on {device.type} "
                           "(use train.autocast=none)")
+    if cfg.train.cuda_graph and device.type != "cuda":
+        raise ConfigError(f"train.cuda_graph: CUDA graphs need a CUDA device; this run is on {device.type} "
+                          "(use train.cuda_graph=false)")
+    if cfg.train.cuda_graph and world > 1:
+        raise ConfigError(f"train.cuda_graph: the step is captured for one process; this run has {world} (FSDP2 "
+                          "and DDP communicate from hooks that the graph does not capture): use "
+                          "train.cuda_graph=false")
     accum = cfg.train.grad_accum_steps
     if cfg.train.global_batch_size:
         per_step = world * cfg.data.batch_size
@@ -152,26 +160,48 @@ class StepOutput:
     """0-d global gradient norm before clipping (set by :func:`optimizer_step`)."""
 
 
-def forward_backward(module: nn.Module, criterion: nn.Module, micro_batches: list[Batch], *,
-                     autocast: str = "none", distortion: bool = False) -> StepOutput:
-    """Forward and backward of each micro-batch, gradients accumulated as the mean over the micro-batches (so
-    ``n`` micro-batches of ``b`` samples give the gradient of one batch of ``n·b``)."""
+class MicroBatch(NamedTuple):
+    """A micro-batch ready for the forward (:func:`prepare`)."""
+
+    batch: Batch
+    """Its input images photometrically distorted (when the run distorts)."""
+    targets: FeatureTargets
+    """The feature loss's targets of the batch."""
+
+
+def _precision(device_type: str, autocast: str) -> contextlib.AbstractContextManager:
+    return torch.autocast(device_type, dtype=torch.bfloat16) if autocast == "bf16" else contextlib.nullcontext()
+
+
+def prepare(criterion: nn.Module, micro_batches: list[Batch], *, autocast: str = "none",
+            distortion: bool = False) -> list[MicroBatch]:
+    """The part of a step that reads the host, before any forward: the photometric distortion (its parameters are
+    drawn on the host) and the feature targets (the exact PCA's ``eigh`` reads its error flag on the host: there
+    the host waits only for the work queued so far, not for a forward). A CUDA graph of the step
+    (:class:`pgocc.training.graphed_step.GraphedTrainingStep`) starts from what this returns."""
     from pgocc.training.photometric import photometric_distortion
 
+    prepared = []
+    for batch in micro_batches:
+        if distortion:
+            batch = dataclasses.replace(batch, images=photometric_distortion(batch.images))
+        with _precision(batch.images.device.type, autocast):
+            prepared.append(MicroBatch(batch, criterion.feature_targets(batch)))
+    return prepared
+
+
+def forward_backward(module: nn.Module, criterion: nn.Module, micro_batches: list[MicroBatch], *,
+                     autocast: str = "none") -> StepOutput:
+    """Forward and backward of each micro-batch, gradients accumulated as the mean over the micro-batches (so
+    ``n`` micro-batches of ``b`` samples give the gradient of one batch of ``n·b``). Reads nothing on the host."""
     n = len(micro_batches)
     total = terms = None
     checks: list[Checks] = []
     names: list[str] = []
     prediction = None
-    for i, batch in enumerate(micro_batches):
-        if distortion:
-            batch = dataclasses.replace(batch, images=photometric_distortion(batch.images))
+    for i, (batch, targets) in enumerate(micro_batches):
         _set_gradient_sync(module, i == n - 1)
-        device_type = batch.images.device.type
-        ctx = (torch.autocast(device_type, dtype=torch.bfloat16) if autocast == "bf16" else contextlib.nullcontext())
-        with ctx:
-            # The batch-only targets first: their host sync (the PCA's eigh) then waits for little queued work.
-            targets = criterion.feature_targets(batch)
+        with _precision(batch.images.device.type, autocast):
             prediction = module(batch)
             out = criterion(prediction, batch, targets)
         (out.total / n).backward()
@@ -205,14 +235,21 @@ def clip_gradients(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
     return norm
 
 
-def optimizer_step(params: list[nn.Parameter], optimizer: torch.optim.Optimizer,
-                   scheduler: torch.optim.lr_scheduler.LRScheduler, step: StepOutput, grad_clip_norm: float) -> None:
-    """Clip, AdamW (a no-op on the device unless ``step.ok``), schedule, zero the gradients."""
+def update_parameters(params: list[nn.Parameter], optimizer: torch.optim.Optimizer, step: StepOutput,
+                      grad_clip_norm: float) -> None:
+    """Clip, then AdamW (a no-op on the device unless ``step.ok``); sets ``step.grad_norm``. Reads nothing on the
+    host."""
     from pgocc.training.optim import gate_step
 
     step.grad_norm = clip_gradients(params, grad_clip_norm)
     gate_step(optimizer, step.ok)
     optimizer.step()
+
+
+def optimizer_step(params: list[nn.Parameter], optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler, step: StepOutput, grad_clip_norm: float) -> None:
+    """:func:`update_parameters`, schedule, zero the gradients."""
+    update_parameters(params, optimizer, step, grad_clip_norm)
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
 
@@ -323,6 +360,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
         seed_everything,
     )
     from pgocc.training.data import DataPosition
+    from pgocc.training.graphed_step import GraphedTrainingStep
     from pgocc.training.optim import build_optimizer
     from pgocc.training.parallelize import parallelize
 
@@ -366,6 +404,8 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
     module = parallelize(model, tcfg, device)
     optimizer, scheduler = build_optimizer(model, tcfg)
     params = [p for p in model.parameters() if p.requires_grad]
+    graphed = (GraphedTrainingStep(module, criterion, optimizer, params, autocast=tcfg.autocast,
+                                   grad_clip_norm=tcfg.grad_clip_norm) if tcfg.cuda_graph else None)
     seed_everything(tcfg.seed + rank)  # per-rank streams: dropout, photometric distortion
 
     # ---- data ----------------------------------------------------------------------------------------------------
@@ -428,10 +468,14 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
     try:
         for step in range(start_step + 1, tcfg.num_steps + 1):
             lr = scheduler.get_last_lr()[0]
-            micro = [next(batches).to(device, non_blocking=True) for _ in range(accum)]
-            out = forward_backward(module, criterion, micro, autocast=tcfg.autocast,
-                                   distortion=tcfg.photometric_distortion)
-            optimizer_step(params, optimizer, scheduler, out, tcfg.grad_clip_norm)
+            micro = prepare(criterion, [next(batches).to(device, non_blocking=True) for _ in range(accum)],
+                            autocast=tcfg.autocast, distortion=tcfg.photometric_distortion)
+            if graphed is not None:
+                out = graphed(micro)
+                scheduler.step()
+            else:
+                out = forward_backward(module, criterion, micro, autocast=tcfg.autocast)
+                optimizer_step(params, optimizer, scheduler, out, tcfg.grad_clip_norm)
             out.prediction = out.prediction if step % tcfg.log_every == 0 or step == tcfg.num_steps else None
             window.append(out)
             window_checks.append(out.checks)

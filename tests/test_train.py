@@ -147,7 +147,7 @@ def test_photometric_distortion_does_not_synchronise(device: torch.device) -> No
 
 
 def test_photometric_distortion_only_on_training_images() -> None:
-    from pgocc.train import forward_backward
+    from pgocc.train import forward_backward, prepare
 
     seen = []
 
@@ -177,8 +177,8 @@ def test_photometric_distortion_only_on_training_images() -> None:
     images = torch.randint(0, 256, (1, 12, 3, 8, 8), dtype=torch.uint8)
     render_gt = torch.randint(0, 256, (1, 18, 8, 8, 3), dtype=torch.uint8)
     batch = _FakeBatch(images=images, render_gt=render_gt)
-    forward_backward(probe, Loss(), [batch], distortion=False)
-    forward_backward(probe, Loss(), [batch], distortion=True)
+    forward_backward(probe, Loss(), prepare(Loss(), [batch], distortion=False))
+    forward_backward(probe, Loss(), prepare(Loss(), [batch], distortion=True))
     # the feature targets before the forward (their host sync then waits for little queued work)
     assert seen[0] == seen[2] == "targets"
     seen = [b for b in seen if b != "targets"]
@@ -216,7 +216,7 @@ def _model_and_loss(cfg):
 
 def test_gradient_accumulation_equals_the_large_batch(tiny_world) -> None:  # noqa: F811
     from pgocc.data.dataset import collate
-    from pgocc.train import forward_backward
+    from pgocc.train import forward_backward, prepare
 
     # Two terms are means pooled over the batch (the original trains one sample per GPU): the warp term over the
     # (sample, camera) pairs with a source frame, the cosine term over the valid pixels. Samples with different
@@ -225,10 +225,10 @@ def test_gradient_accumulation_equals_the_large_batch(tiny_world) -> None:  # no
     cfg = _cfg("loss.warp_weight=0", "loss.feat_cos_weight=0")
     a, b = _samples(tiny_world, 2, cfg)
     model, criterion = _model_and_loss(cfg)
-    big = forward_backward(model, criterion, [collate([a, b])])
+    big = forward_backward(model, criterion, prepare(criterion, [collate([a, b])]))
     grads_big = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
-    acc = forward_backward(model, criterion, [collate([a]), collate([b])])
+    acc = forward_backward(model, criterion, prepare(criterion, [collate([a]), collate([b])]))
     grads_acc = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     assert grads_big.keys() == grads_acc.keys() and len(grads_big) > 50
     assert acc.total.item() == pytest.approx(big.total.item(), rel=1e-5)
@@ -238,24 +238,24 @@ def test_gradient_accumulation_equals_the_large_batch(tiny_world) -> None:  # no
         assert err < 2e-4, f"{n}: relative error {err:.2e}"
     # One micro-batch alone is not the mean: the comparison can fail.
     model.zero_grad(set_to_none=True)
-    forward_backward(model, criterion, [collate([a])])
+    forward_backward(model, criterion, prepare(criterion, [collate([a])]))
     assert not torch.allclose(model.layers[0].ffn.fc1.weight.grad, grads_big["layers.0.ffn.fc1.weight"], rtol=1e-3)
 
 
 def test_compiled_block_gives_the_eager_loss(tiny_world) -> None:  # noqa: F811
     from pgocc.data.dataset import collate
-    from pgocc.train import forward_backward
+    from pgocc.train import forward_backward, prepare
     from pgocc.training.parallelize import compile_blocks, is_compiled
 
     cfg = _cfg()
     batch = collate(_samples(tiny_world, 1, cfg))
     model, criterion = _model_and_loss(cfg)
-    eager = forward_backward(model, criterion, [batch])
+    eager = forward_backward(model, criterion, prepare(criterion, [batch]))
     grad = model.gaussian_heads[2][0].weight.grad.clone()
     model.zero_grad(set_to_none=True)
     assert compile_blocks(model, ("gaussian_heads.2",)) == ["gaussian_heads.2"]
     assert is_compiled(model.gaussian_heads[2]) and not is_compiled(model.gaussian_heads[1])
-    compiled = forward_backward(model, criterion, [batch])
+    compiled = forward_backward(model, criterion, prepare(criterion, [batch]))
     assert compiled.total.item() == pytest.approx(eager.total.item(), rel=1e-5)
     torch.testing.assert_close(model.gaussian_heads[2][0].weight.grad, grad, rtol=1e-4, atol=1e-6)
     assert list(model.state_dict()) == list(_model_and_loss(cfg)[0].state_dict())   # names unchanged

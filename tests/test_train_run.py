@@ -55,7 +55,7 @@ def test_training_drives_the_loss_down(tiny_world) -> None:  # noqa: F811
     below 0.9 of the first 3 (measured: 15.7 → 12.2, ratio 0.81; an optimizer that does not step gives exactly 1,
     one that steps uphill more)."""
     from pgocc.data.dataset import collate
-    from pgocc.train import forward_backward, optimizer_step
+    from pgocc.train import forward_backward, optimizer_step, prepare
     from pgocc.training.optim import build_optimizer
 
     cfg = _cfg("train.lr=5e-3", "train.warmup_steps=0", "train.num_steps=10", "data.render_size=15,27")
@@ -65,7 +65,7 @@ def test_training_drives_the_loss_down(tiny_world) -> None:  # noqa: F811
     params = [p for p in model.parameters() if p.requires_grad]
     losses = []
     for _ in range(cfg.train.num_steps):
-        out = forward_backward(model, criterion, [batch])
+        out = forward_backward(model, criterion, prepare(criterion, [batch]))
         optimizer_step(params, optimizer, scheduler, out, cfg.train.grad_clip_norm)
         losses.append(out.total.item())
     ratio = sum(losses[-3:]) / sum(losses[:3])

@@ -27,6 +27,10 @@ from dataclasses import dataclass
 import torch
 
 
+def _describe(t: torch.Tensor | None) -> str:
+    return "None" if t is None else f"{tuple(t.shape)} {t.dtype}"
+
+
 @dataclass(kw_only=True, slots=True)
 class Batch:
     """One batch of B samples. Field names are stable: the model imports them."""
@@ -112,6 +116,34 @@ class Batch:
     def to(self, device: torch.device | str, *, non_blocking: bool = False) -> Batch:
         """A copy with every tensor on ``device`` (dtypes unchanged; metadata lists shared)."""
         return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def clone(self) -> Batch:
+        """A copy with every tensor copied (metadata lists shared): e.g. the input buffers of a CUDA graph."""
+        return self._map(torch.clone)
+
+    def signature(self) -> tuple[tuple[tuple[int, ...], torch.dtype] | None, ...]:
+        """Every tensor field's (shape, dtype), None where the field is None: what a batch must share with another
+        to be copied into it (:meth:`copy_from`)."""
+        return tuple(None if (v := getattr(self, f.name)) is None else (tuple(v.shape), v.dtype)
+                     for f in dataclasses.fields(self) if not isinstance(getattr(self, f.name), list))
+
+    def copy_from(self, src: Batch) -> None:
+        """Copy every tensor of ``src`` into this batch's tensors, in place and non-blocking (a CUDA graph's input
+        buffers keep their addresses); the metadata lists are taken from ``src``.
+
+        Raises:
+            ValueError: ``src`` has another :meth:`signature`; the message names the first field that differs.
+        """
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(src, f.name)
+            if isinstance(mine, list):
+                setattr(self, f.name, theirs)
+            elif mine is None and theirs is None:
+                continue
+            elif mine is None or theirs is None or mine.shape != theirs.shape or mine.dtype != theirs.dtype:
+                raise ValueError(f"Batch.copy_from: {f.name} is {_describe(theirs)}, the buffer is {_describe(mine)}")
+            else:
+                mine.copy_(theirs, non_blocking=True)
 
     def pin_memory(self) -> Batch:
         """A copy with every tensor in pinned host memory (called by ``DataLoader(pin_memory=True)``)."""

@@ -23,12 +23,6 @@ WARMUP_CALLS = 3
 cache's buffers are made, outside the graph."""
 
 
-def _signature(batch: Batch) -> tuple[object, ...]:
-    """What a batch must share with the captured one: every tensor field's shape and dtype (or None)."""
-    return tuple(None if (v := getattr(batch, f.name)) is None else (tuple(v.shape), v.dtype)
-                 for f in dataclasses.fields(batch) if not isinstance(getattr(batch, f.name), list))
-
-
 @dataclasses.dataclass(frozen=True)
 class _Captured:
     graph: torch.cuda.CUDAGraph
@@ -66,13 +60,10 @@ class GraphedFrames:
         captured = self._captured
         if captured is None:
             captured = self._captured = self._capture(batch)
-        elif _signature(batch) != _signature(captured.inputs):
+        elif batch.signature() != captured.inputs.signature():
             return self._eager(batch)
         else:
-            for f in dataclasses.fields(batch):
-                value = getattr(batch, f.name)
-                if isinstance(value, torch.Tensor):
-                    getattr(captured.inputs, f.name).copy_(value, non_blocking=True)
+            captured.inputs.copy_from(batch)
             self.cache.plan(batch.frame_keys, batch.images.shape[1] // batch.num_cams, batch.images.device)
         captured.graph.replay()
         self.replays += 1
@@ -81,9 +72,7 @@ class GraphedFrames:
     def _capture(self, batch: Batch) -> _Captured:
         """Warm up on a side stream and capture the frame of ``batch`` (copies of its tensors become the input
         buffers); the cache is planned for ``batch`` by the first warm-up call."""
-        inputs = dataclasses.replace(batch, **{f.name: getattr(batch, f.name).clone()
-                                               for f in dataclasses.fields(batch)
-                                               if isinstance(getattr(batch, f.name), torch.Tensor)})
+        inputs = batch.clone()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):

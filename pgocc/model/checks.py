@@ -69,6 +69,15 @@ class Checks:
         self._messages += other._messages
         self._flags += other._flags
 
+    def copy(self) -> Checks:
+        """A record with the same messages and copies of the flags (one launch): a CUDA graph's replay rewrites
+        the flags it recorded in place."""
+        other = Checks()
+        other._messages = list(self._messages)
+        if self._flags:
+            other._flags = list(torch.stack(self._flags).unbind(0))
+        return other
+
     @property
     def ok(self) -> torch.Tensor:
         """0-d bool on the checks' device: every check passed (no host sync, e.g. for a training step's

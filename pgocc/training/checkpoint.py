@@ -48,7 +48,7 @@ STEP_DIR = re.compile(r"^step-(\d{7})$")
 CONFIG_KEY = "pgocc_config"
 RESUME_FREE_FIELDS: frozenset[str] = frozenset({
     "train.run_root", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.val_every",
-    "train.val_samples", "train.compile", "data.dataroot", "data.num_workers"})
+    "train.val_samples", "train.compile", "train.cuda_graph", "data.dataroot", "data.num_workers"})
 """Fields a resumed run may set differently from its checkpoint (where results go, how often things happen)."""
 
 

@@ -1,0 +1,138 @@
+"""``train.cuda_graph``: the training step replayed as one CUDA graph (pgocc.training.graphed_step) takes the eager
+steps — same losses, gradient norms and weights step by step, also while the learning rate moves and the batches
+change — and ``pgocc train`` with it logs the eager run's losses and resumes into it; where it cannot run it is
+refused in one line. The graph tests need a GPU (bench/run_gpu.sh runs them).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pgocc.config import ExperimentConfig
+from pgocc.errors import ConfigError
+from pgocc.model.checks import Checks
+from tests.data_fixtures import tiny_world  # noqa: F401
+from tests.test_train import _cfg, _samples
+from tests.test_train_run import RUN_SETS, _error_line, _losses, _train
+
+
+def test_checks_copy_keeps_the_flags_of_its_step() -> None:
+    """A replay rewrites the recorded flags in place; the copy a step keeps for its later host read must not
+    change with them."""
+    checks = Checks()
+    checks.expect(torch.ones(3, dtype=torch.bool), "first")
+    checks.finite_each(["a", "b"], torch.tensor([1.0, 2.0]))
+    copy = checks.copy()
+    checks._flags[0].fill_(False)                    # what the next replay does to the flag's buffer
+    assert checks.first_failure() == "first"
+    assert copy.first_failure() is None and copy.messages == checks.messages and len(copy) == 3
+    checks._flags[0].fill_(True)
+    copy._flags[2].fill_(False)                      # and the copy shares nothing with the record
+    assert checks.first_failure() is None and copy.first_failure() == "non-finite values in b"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU refusal; on a GPU the option runs")
+def test_cuda_graph_is_refused_on_the_cpu_in_one_line(tiny_world, tmp_path) -> None:  # noqa: F811
+    code, err = _train("--dataroot", str(tiny_world), "--out", str(tmp_path / "run"),
+                       sets=[*RUN_SETS, "train.cuda_graph=true"])
+    assert code == 2
+    line = _error_line(err)
+    assert "train.cuda_graph" in line and "CUDA device" in line
+
+
+def test_cuda_graph_is_refused_for_several_processes() -> None:
+    from pgocc.train import check_run_config
+
+    cfg: ExperimentConfig = _cfg("train.cuda_graph=true")
+    with pytest.raises(ConfigError, match=r"train\.cuda_graph: .*one process; this run has 2"):
+        check_run_config(cfg, 2, torch.device("cuda"))
+    cfg.train.cuda_graph = False
+    assert check_run_config(cfg, 2, torch.device("cuda")) == 1
+
+
+def _steps(cfg: ExperimentConfig, batches: list, graphed: bool, num_steps: int) -> tuple[list, list, list, int]:
+    """(totals, gradient norms, final weights, replays) of ``num_steps`` steps over ``batches`` in turn, eager or
+    through :class:`GraphedTrainingStep`, from the same initial weights and random streams."""
+    from pgocc.model import PGOcc, PGOccLoss
+    from pgocc.train import forward_backward, optimizer_step, prepare
+    from pgocc.training.graphed_step import GraphedTrainingStep
+    from pgocc.training.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = PGOcc(cfg.model, cfg.kernels, deterministic=True).cuda().train()
+    criterion = PGOccLoss(cfg.model, cfg.loss, cfg.kernels, deterministic=True).cuda()
+    optimizer, scheduler = build_optimizer(model, cfg.train)
+    params = [p for p in model.parameters() if p.requires_grad]
+    graph = (GraphedTrainingStep(model, criterion, optimizer, params, autocast="none",
+                                 grad_clip_norm=cfg.train.grad_clip_norm) if graphed else None)
+    torch.manual_seed(1)  # the distortion's (CPU) and dropout's (CUDA) streams
+    outs = []
+    for k in range(num_steps):
+        micro = prepare(criterion, [batches[k % len(batches)]], distortion=True)
+        if graph is not None:
+            out = graph(micro)
+            scheduler.step()
+        else:
+            out = forward_backward(model, criterion, micro)
+            optimizer_step(params, optimizer, scheduler, out, cfg.train.grad_clip_norm)
+        assert out.checks[0].first_failure() is None
+        outs.append(out)
+    return ([o.total.item() for o in outs], [o.grad_norm.item() for o in outs],
+            [p.detach().clone() for p in params], graph.replays if graph is not None else 0)
+
+
+@pytest.mark.gpu
+def test_graphed_steps_are_the_eager_steps(tiny_world) -> None:  # noqa: F811
+    """Eight steps (three eager warm-ups, the capture, four replays) over three batches in turn, with dropout, the
+    photometric distortion and a learning rate that moves every step (warm-up 2, cosine over 10): each step's total
+    and gradient norm, and the final weights, are the eager run's. Stale input buffers, a learning rate frozen at
+    the capture, or outputs not copied out of the graph's buffers would each differ."""
+    from pgocc.data.dataset import collate
+
+    cfg = _cfg("train.warmup_steps=2", "train.num_steps=10", "model.dropout=0.1", "debug.deterministic=true")
+    cfg.debug.apply()
+    try:
+        batches = [collate([s]).to("cuda") for s in _samples(tiny_world, 3, cfg)]
+        eager_totals, eager_norms, eager_weights, _ = _steps(cfg, batches, graphed=False, num_steps=8)
+        totals, norms, weights, replays = _steps(cfg, batches, graphed=True, num_steps=8)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert replays == 5
+    assert len(set(totals)) == 8                       # every step its own values
+    assert totals == eager_totals and norms == eager_norms
+    for w, e in zip(weights, eager_weights, strict=True):
+        assert torch.equal(w, e)
+
+
+@pytest.mark.gpu
+def test_train_with_cuda_graph_logs_the_eager_losses_and_resumes(tiny_world, tmp_path) -> None:  # noqa: F811
+    """``pgocc train`` for 8 steps (checkpoint at 4) eagerly, with train.cuda_graph, and with it stopped after 4 and
+    resumed (eager warm-ups, then a capture at step 8): the same per-step losses, learning rates and gradient norms,
+    and the same exported weights."""
+    from safetensors.torch import load_file
+
+    sets = [*RUN_SETS, "train.num_steps=8", "train.checkpoint_every=4"]
+    runs = {name: tmp_path / name for name in ("eager", "graph", "resumed")}
+    code, err = _train("--dataroot", str(tiny_world), "--out", str(runs["eager"]), sets=sets)
+    assert code == 0, err
+    graph_sets = [*sets, "train.cuda_graph=true"]
+    code, err = _train("--dataroot", str(tiny_world), "--out", str(runs["graph"]), sets=graph_sets)
+    assert code == 0, err
+    code, err = _train("--dataroot", str(tiny_world), "--out", str(runs["resumed"]), "--stop-after", "4",
+                       sets=graph_sets)
+    assert code == 0, err
+    code, err = _train("--dataroot", str(tiny_world), "--out", str(runs["resumed"]), "--resume", "auto",
+                       sets=graph_sets)
+    assert code == 0, err
+    logs = {name: _losses(path) for name, path in runs.items()}
+    assert sorted(logs["eager"]) == sorted(logs["graph"]) == sorted(logs["resumed"]) == list(range(1, 9))
+    keys = [k for k in logs["eager"][8] if k in ("loss", "lr", "grad_norm") or k[-2:] in ("_0", "_1", "_2")]
+    for step in range(1, 9):
+        expected = {k: logs["eager"][step][k] for k in keys}
+        assert {k: logs["graph"][step][k] for k in keys} == expected, step
+        assert {k: logs["resumed"][step][k] for k in keys} == expected, step
+    weights = {name: load_file(str(path / "model.safetensors")) for name, path in runs.items()}
+    for name in weights["eager"]:
+        assert torch.equal(weights["graph"][name], weights["eager"][name]), name
+        assert torch.equal(weights["resumed"][name], weights["eager"][name]), name
