@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pgocc.commands._common import add_experiment_arguments
 
-HELP = "train the model on one process or many (torchrun): FSDP2, torch.compile, bf16, CUDA graphs, DCP checkpoints, resume"
+HELP = ("train the model on one process or many (torchrun): FSDP2, torch.compile, bf16, CUDA graphs, DCP checkpoints, "
+        "resume")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
