@@ -8,7 +8,7 @@
 # Environment: PARITY_TESTS (test files to run natively), PARITY_TIMEOUT / BENCH_TIMEOUT / BREAKDOWN_TIMEOUT /
 # ABLATION_TIMEOUT / GRAPH_TIMEOUT (seconds), PGOCC_BENCH_ROUNDS (timed rounds per benchmark), ABLATION_VARIANTS
 # (bench/ablation.py's --variants, in the order run), SKIP_PARITY=1 / SKIP_BENCH=1 / SKIP_BREAKDOWN=1 /
-# SKIP_ABLATION=1 / SKIP_GRAPH=1 to split the work over calls where one call is limited, BREAKDOWN_PRECISION (fp32,
+# SKIP_ABLATION=1 / SKIP_GRAPH=1 / SKIP_LOOP=1 to split the work over calls where one call is limited, BREAKDOWN_PRECISION (fp32,
 # bf16 or both, the default), E2E_WORKERS (loader processes of the breakdown's end-to-end rows; default
 # data.num_workers, at most 4; 8 gave 46.4 ms per bf16 frame on an H100 at 2fb8a97, bench/RESULTS.md).
 # Durations on an H100: parity ≈ 6 min (gsplat's build included), benchmarks ≈ 8 min (capped by BENCH_TIMEOUT),
@@ -83,5 +83,22 @@ if [[ "${SKIP_GRAPH:-0}" != 1 ]]; then
   timeout ${GRAPH_TIMEOUT:-180} python3 bench/readout_parts.py 2>&1 | tee "$OUT/readout_parts.md" | tail -12
   (( graph_rc |= PIPESTATUS[0] ))
 fi
-echo "run_gpu: parity rc=$parity_rc bench rc=$bench_rc breakdown rc=$breakdown_rc ablation rc=$ablation_rc graph rc=$graph_rc"
-exit $(( parity_rc != 0 || bench_rc != 0 || breakdown_rc != 0 || ablation_rc != 0 || graph_rc != 0 ))
+loop_rc=0
+if [[ "${SKIP_LOOP:-0}" != 1 ]]; then
+  echo "== the training loop, eager and with train.cuda_graph (issue 18)"
+  world=/tmp/pgocc-train-world
+  [[ -d $world ]] || python3 -m pgocc make-synthetic --out "$world" --scenes 2 --keyframes 12 --width 1600 \
+    --height 900 --text-encoder hash --jobs "$(nproc)" 2>&1 | tail -1
+  runs=()
+  for graph in false true; do
+    timeout ${LOOP_TIMEOUT:-150} python3 -m pgocc train --config configs.base:base --dataroot "$world" \
+      --out "/tmp/pgocc-loop-$graph" --set train.num_steps=${LOOP_STEPS:-60} --set train.log_every=10 \
+      --set train.val_samples=0 --set train.checkpoint_every=0 --set train.autocast=bf16 \
+      --set train.cuda_graph=$graph 2>&1 | tail -2
+    (( loop_rc |= PIPESTATUS[0] ))
+    runs+=("$([[ $graph == true ]] && echo graphed || echo eager), bf16=/tmp/pgocc-loop-$graph")
+  done
+  python3 bench/loop_times.py "${runs[@]}" | tee "$OUT/loop_times.md"
+fi
+echo "run_gpu: parity rc=$parity_rc bench rc=$bench_rc breakdown rc=$breakdown_rc ablation rc=$ablation_rc graph rc=$graph_rc loop rc=$loop_rc"
+exit $(( parity_rc != 0 || bench_rc != 0 || breakdown_rc != 0 || ablation_rc != 0 || graph_rc != 0 || loop_rc != 0 ))

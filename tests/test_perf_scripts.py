@@ -126,3 +126,20 @@ def test_launch_counts_script_counts_every_stage(tmp_path: Path) -> None:
     assert {"backward", "losses", "loss render"} <= set(step["by_stage"]) and "readout" not in step["by_stage"]
     assert sum(frame["by_stage"].values()) == frame["launches"] > 0 and step["launches"] > frame["launches"]
     assert "| stage | launches |" in (tmp_path / "launch_counts.md").read_text()
+
+
+def test_loop_times_skips_the_first_windows_and_validation(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bench import loop_times
+
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [{"step": 10, "step_time": 0.9, "samples_per_s": 1.1, "peak_memory_gib": 7.0, "loss": 5.0},
+               {"step": 20, "step_time": 0.2, "samples_per_s": 5.0, "peak_memory_gib": 7.5, "loss": 4.0},
+               {"step": 20, "split": "val", "seconds": 30.0},
+               {"step": 30, "step_time": 0.3, "samples_per_s": 3.3, "peak_memory_gib": 7.2, "loss": 3.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert loop_times.main([f"graphed, bf16={run}"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row == "| graphed, bf16 | 20–30 | 250.0 | 200.0–300.0 | 4.15 | 7.50 | 3 |"
+    with pytest.raises(SystemExit, match="metrics.jsonl: not found"):
+        loop_times.main([f"x={tmp_path / 'missing'}"])
