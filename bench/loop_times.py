@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | 0 | – | – | – | – | – |")
             continue
         times = [1e3 * r["step_time"] for r in records]
-        print(f"| {name} | {records[0]['step']}–{records[-1]['step']} | {statistics.median(times):.1f} | {min(times):.1f}–{max(times):.1f} | "
+        print(f"| {name} | {records[0]['step']}–{records[-1]['step']} | {statistics.median(times):.1f} | "
+              f"{min(times):.1f}–{max(times):.1f} | "
               f"{statistics.median(r['samples_per_s'] for r in records):.2f} | "
               f"{max(r['peak_memory_gib'] for r in records):.2f} | {records[-1]['loss']:.4g} |")
     return 0
