@@ -85,6 +85,7 @@ if [[ "${SKIP_GRAPH:-0}" != 1 ]]; then
 fi
 loop_rc=0
 if [[ "${SKIP_LOOP:-0}" != 1 ]]; then
+  # model.ov_dims=384: the synthetic world's feature width (MiniLM-sized hash embeddings; MaskCLIP's is 512).
   echo "== the training loop, eager and with train.cuda_graph (issue 18)"
   world=/tmp/pgocc-train-world
   [[ -d $world ]] || python3 -m pgocc make-synthetic --out "$world" --scenes 2 --keyframes 12 --width 1600 \
@@ -94,7 +95,7 @@ if [[ "${SKIP_LOOP:-0}" != 1 ]]; then
     timeout ${LOOP_TIMEOUT:-150} python3 -m pgocc train --config configs.base:base --dataroot "$world" \
       --out "/tmp/pgocc-loop-$graph" --set train.num_steps=${LOOP_STEPS:-60} --set train.log_every=10 \
       --set train.val_samples=0 --set train.checkpoint_every=0 --set train.autocast=bf16 \
-      --set train.cuda_graph=$graph 2>&1 | tail -2
+      --set train.cuda_graph=$graph --set model.ov_dims=384 2>&1 | tail -2
     (( loop_rc |= PIPESTATUS[0] ))
     runs+=("$([[ $graph == true ]] && echo graphed || echo eager), bf16=/tmp/pgocc-loop-$graph")
   done
