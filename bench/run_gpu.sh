@@ -88,7 +88,7 @@ if [[ "${SKIP_LOOP:-0}" != 1 ]]; then
   # model.ov_dims=384: the synthetic world's feature width (MiniLM-sized hash embeddings; MaskCLIP's is 512).
   echo "== the training loop, eager and with train.cuda_graph (issue 18)"
   world=/tmp/pgocc-train-world
-  [[ -d $world ]] || python3 -m pgocc make-synthetic --out "$world" --scenes 2 --keyframes 12 --width 1600 \
+  [[ -d $world ]] || python3 -m pgocc make-synthetic --out "$world" --scenes 1 --keyframes 12 --width 1600 \
     --height 900 --text-encoder hash --jobs "$(nproc)" 2>&1 | tail -1
   runs=()
   for graph in false true; do
