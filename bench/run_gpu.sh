@@ -93,7 +93,7 @@ if [[ "${SKIP_LOOP:-0}" != 1 ]]; then
   runs=()
   for graph in false true; do
     timeout ${LOOP_TIMEOUT:-150} python3 -m pgocc train --config configs.base:base --dataroot "$world" \
-      --out "/tmp/pgocc-loop-$graph" --set train.num_steps=${LOOP_STEPS:-60} --set train.log_every=10 \
+      --out "/tmp/pgocc-loop-$graph" --set train.num_steps=${LOOP_STEPS:-40} --set train.log_every=10 \
       --set train.val_samples=0 --set train.checkpoint_every=0 --set train.autocast=bf16 \
       --set train.cuda_graph=$graph --set model.ov_dims=384 2>&1 | tail -2
     (( loop_rc |= PIPESTATUS[0] ))
