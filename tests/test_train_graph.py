@@ -39,6 +39,34 @@ def test_checks_copy_keeps_the_flags_of_its_step() -> None:
     assert checks.first_failure() is None and copy.first_failure() == "non-finite values in b"
 
 
+def test_batch_copy_from_fills_the_buffers_in_place_and_names_a_mismatch() -> None:
+    """What a replay reads is what ``copy_from`` wrote into the captured buffers, at their addresses."""
+    import dataclasses
+
+    from tests.test_model import make_batch
+
+    first, second = make_batch(seed=0), make_batch(seed=1)
+    second.filenames = [[f"other-{name}" for name in names] for names in second.filenames]
+    buffers = first.clone()
+    addresses = [buffers.images.data_ptr(), buffers.depth.data_ptr(), buffers.ego2img.data_ptr()]
+    assert buffers.signature() == second.signature() and not torch.equal(buffers.images, second.images)
+    buffers.copy_from(second)
+    assert [buffers.images.data_ptr(), buffers.depth.data_ptr(), buffers.ego2img.data_ptr()] == addresses
+    for f in dataclasses.fields(second):
+        value = getattr(second, f.name)
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(getattr(buffers, f.name), value), f.name
+    assert buffers.frame_keys == second.frame_keys != first.frame_keys
+    assert torch.equal(first.images, make_batch(seed=0).images)          # the clone shares nothing with its source
+    smaller = dataclasses.replace(second, images=second.images[:, :6])
+    with pytest.raises(ValueError, match=r"Batch\.copy_from: images is \(1, 6, 3, 32, 64\) torch\.uint8, the buffer "
+                                         r"is \(1, 12, 3, 32, 64\) torch\.uint8"):
+        buffers.copy_from(smaller)
+    with pytest.raises(ValueError, match=r"features is None, the buffer is \("):
+        buffers.copy_from(dataclasses.replace(first, features=None))
+    assert torch.equal(buffers.images, second.images)                 # a refused copy writes nothing
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU refusal; on a GPU the option runs")
 def test_cuda_graph_is_refused_on_the_cpu_in_one_line(tiny_world, tmp_path) -> None:  # noqa: F811
     code, err = _train("--dataroot", str(tiny_world), "--out", str(tmp_path / "run"),

@@ -132,17 +132,19 @@ class Batch:
         buffers keep their addresses); the metadata lists are taken from ``src``.
 
         Raises:
-            ValueError: ``src`` has another :meth:`signature`; the message names the first field that differs.
+            ValueError: ``src`` has another :meth:`signature` (nothing is copied); the message names the first field
+                that differs.
         """
-        for f in dataclasses.fields(self):
-            mine, theirs = getattr(self, f.name), getattr(src, f.name)
-            if isinstance(mine, list):
-                setattr(self, f.name, theirs)
-            elif mine is None and theirs is None:
+        pairs = [(f.name, getattr(self, f.name), getattr(src, f.name)) for f in dataclasses.fields(self)]
+        for name, mine, theirs in pairs:  # every field checked before any is written
+            if isinstance(mine, list) or (mine is None and theirs is None):
                 continue
-            elif mine is None or theirs is None or mine.shape != theirs.shape or mine.dtype != theirs.dtype:
-                raise ValueError(f"Batch.copy_from: {f.name} is {_describe(theirs)}, the buffer is {_describe(mine)}")
-            else:
+            if mine is None or theirs is None or mine.shape != theirs.shape or mine.dtype != theirs.dtype:
+                raise ValueError(f"Batch.copy_from: {name} is {_describe(theirs)}, the buffer is {_describe(mine)}")
+        for name, mine, theirs in pairs:
+            if isinstance(mine, list):
+                setattr(self, name, theirs)
+            elif mine is not None:
                 mine.copy_(theirs, non_blocking=True)
 
     def pin_memory(self) -> Batch:
