@@ -6,16 +6,19 @@
 #   bash bench/run_gpu.sh [pytest -k expression for the benchmarks]
 #
 # Environment: PARITY_TESTS (test files to run natively), PARITY_TIMEOUT / BENCH_TIMEOUT / BREAKDOWN_TIMEOUT /
-# ABLATION_TIMEOUT / GRAPH_TIMEOUT (seconds), PGOCC_BENCH_ROUNDS (timed rounds per benchmark), ABLATION_VARIANTS
-# (bench/ablation.py's --variants, in the order run), SKIP_PARITY=1 / SKIP_BENCH=1 / SKIP_BREAKDOWN=1 /
-# SKIP_ABLATION=1 / SKIP_GRAPH=1 / SKIP_LOOP=1 to split the work over calls where one call is limited, BREAKDOWN_PRECISION (fp32,
+# ABLATION_TIMEOUT / GRAPH_TIMEOUT / LOOP_TIMEOUT (seconds), LOOP_STEPS (steps of each loop run),
+# PGOCC_BENCH_ROUNDS (timed rounds per benchmark), ABLATION_VARIANTS (bench/ablation.py's --variants, in the order
+# run), SKIP_PARITY=1 / SKIP_BENCH=1 / SKIP_BREAKDOWN=1 / SKIP_ABLATION=1 / SKIP_GRAPH=1 / SKIP_LOOP=1 to split the
+# work over calls where one call is limited, BREAKDOWN_PRECISION (fp32,
 # bf16 or both, the default), E2E_WORKERS (loader processes of the breakdown's end-to-end rows; default
 # data.num_workers, at most 4; 8 gave 46.4 ms per bf16 frame on an H100 at 2fb8a97, bench/RESULTS.md).
 # Durations on an H100: parity ≈ 6 min (gsplat's build included), benchmarks ≈ 8 min (capped by BENCH_TIMEOUT),
 # breakdown ≈ 3 min (bench/breakdown.py; the 12-keyframe 1600×900 world of its end-to-end figure takes ≈ 20 s to
 # generate), ablation 3.4 min (bench/ablation.py, 2026-12-07; its last row, gsplat, built gsplat's CUDA extension in
 # 62 s), CUDA graphs about 2 min for the online frames and the training step (bench/cuda_graph.py) and the
-# readout's parts (bench/readout_parts.py): more than one call allows, so split it, e.g.
+# readout's parts (bench/readout_parts.py), the loop part not yet timed (its world: 2 scenes of 12 keyframes took
+# 47.7 s to write on an H100 machine; it writes 1; then two 40-step runs of pgocc train, LOOP_TIMEOUT each): more
+# than one call allows, so split it, e.g.
 #   (1) SKIP_BENCH=1 SKIP_BREAKDOWN=1 SKIP_ABLATION=1 bash bench/run_gpu.sh                        parity, ≈ 6 min
 #   (2) SKIP_PARITY=1 SKIP_BREAKDOWN=1 SKIP_ABLATION=1 bash bench/run_gpu.sh                   benchmarks, ≈ 8 min
 #   (3) SKIP_PARITY=1 bash bench/run_gpu.sh test_model    issue 18: whole-model benchmarks, breakdown, ablation, ≈ 9 min
@@ -23,6 +26,8 @@
 #       tests/test_feature_cache.py tests/test_infer.py::test_cuda_graph_replays_give_the_eager_online_labels
 #       tests/test_train.py" bash bench/run_gpu.sh         issue 18 in one call: the graph-replay tests, the bf16
 #       breakdown with its end-to-end rows (eager and --cuda-graph), the frame and step as CUDA graphs
+#   (5) SKIP_BENCH=1 SKIP_BREAKDOWN=1 SKIP_ABLATION=1 PARITY_TESTS=tests/test_train_graph.py bash bench/run_gpu.sh
+#       train.cuda_graph: its GPU tests, bench/cuda_graph.py, and the loop part (pgocc train eager and graphed)
 # The breakdown and ablation scripts write their reports after every run, so a call cut short keeps what it measured.
 # On a machine without internet access, put the wheels of the packages it lacks (gsplat and rich's dependencies,
 # nuscenes-devkit, pyquaternion, PyTurboJPEG, ...) in .whl/ and libturbojpeg0 in .deb/ (README, "GPU runs"); the
@@ -36,7 +41,7 @@ source bench/gpu_env.sh
 # gsplat JIT-builds its CUDA extension on first use: build for this GPU only, with every core.
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
 # The kernels' parity tests (their "gpu" cases run natively here) and the model's reference-vs-Triton parity.
-PARITY_TESTS=${PARITY_TESTS:-"tests/test_aniso_sample*.py tests/test_st_fusion*.py tests/test_gs_raster*.py tests/test_gs2vox*.py tests/test_fps*.py tests/test_dist_attention*.py tests/test_model_parity.py tests/test_model.py tests/test_model_checks.py tests/test_train.py tests/test_online.py tests/test_feature_cache.py tests/test_infer.py::test_cuda_graph_replays_give_the_eager_online_labels"}
+PARITY_TESTS=${PARITY_TESTS:-"tests/test_aniso_sample*.py tests/test_st_fusion*.py tests/test_gs_raster*.py tests/test_gs2vox*.py tests/test_fps*.py tests/test_dist_attention*.py tests/test_model_parity.py tests/test_model.py tests/test_model_checks.py tests/test_train.py tests/test_train_graph.py tests/test_online.py tests/test_feature_cache.py tests/test_infer.py::test_cuda_graph_replays_give_the_eager_online_labels"}
 parity_rc=0
 if [[ "${SKIP_PARITY:-0}" != 1 ]]; then
   echo "== GPU parity tests"
