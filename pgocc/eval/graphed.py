@@ -81,7 +81,8 @@ class GraphedFrames:
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
+            # thread_local: the DataLoader's pin-memory thread may call into CUDA while this thread captures.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 outputs = self._eager(inputs)
         except RuntimeError as err:
             raise RuntimeError("GraphedFrames: the online frame could not be captured as a CUDA graph (something in "

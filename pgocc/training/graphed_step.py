@@ -154,7 +154,8 @@ class GraphedTrainingStep:
         try:
             for group, lr in zip(groups, lrs, strict=True):
                 group["lr"], group["capturable"] = lr, True
-            with torch.cuda.graph(graph):
+            # thread_local: the DataLoader's pin-memory thread may call into CUDA while this thread captures.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 output = self._step(inputs)
         except RuntimeError as err:
             raise RuntimeError("GraphedTrainingStep: the training step could not be captured as a CUDA graph "
