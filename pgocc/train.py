@@ -5,8 +5,10 @@ seed → model + loss → parallelize (compile, FSDP2/DDP) → optimiser + sched
 checkpoint and export. The parts live in :mod:`pgocc.training`.
 
 One optimizer step: ``train.grad_accum_steps`` micro-batches of ``data.batch_size`` samples per process (photometric
-distortion of the input images, forward, §5 losses, backward of total / accumulation), global-norm clipping, AdamW
-(skipped on the device when a loss or prediction check failed), schedule. Values are read on the host only on
+distortion of the input images and feature targets: :func:`prepare`; forward, §5 losses, backward of total /
+accumulation: :func:`forward_backward`), global-norm clipping, AdamW (skipped on the device when a loss or prediction
+check failed), schedule. With ``train.cuda_graph`` everything after :func:`prepare` but the schedule is replayed as
+one CUDA graph (:mod:`pgocc.training.graphed_step`). Values are read on the host only on
 logging, checkpoint and validation steps: the losses are summed on the device in between. A failed check (e.g. a
 non-finite loss term) stops the run at the next such read with a one-line error naming the step, term and stage;
 a checkpoint is only written after the checks of every step before it passed.

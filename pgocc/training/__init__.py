@@ -6,4 +6,5 @@
   safetensors export for inference.
 - :mod:`pgocc.training.photometric`: the training-only photometric distortion of the input images.
 - :mod:`pgocc.training.data`: deterministic, rank-sharded, resumable sample order.
+- :mod:`pgocc.training.graphed_step`: the step replayed as one CUDA graph (``train.cuda_graph``).
 """
