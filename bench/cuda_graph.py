@@ -30,21 +30,15 @@ import torch
 
 from bench.perf import device_name, gpu_inference, measure, online_frame, training_step
 from pgocc.commands._common import add_experiment_arguments
+from pgocc.cuda_graphs import capture, on_side_stream
+from pgocc.eval.graphed import WARMUP_CALLS
 from pgocc.training.graphed_step import WARMUP_STEPS
 
 
 def graph_of(frame: Callable[[], torch.Tensor]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
-    """(graph, its output tensor): ``frame`` warmed up on a side stream, then captured."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            frame()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = frame()
-    return graph, out
+    """(graph, its output tensor): ``frame`` warmed up on a side stream, then captured (as GraphedFrames does)."""
+    on_side_stream(frame, calls=WARMUP_CALLS)
+    return capture(frame, what="bench/cuda_graph.py: the online frame", instead="eagerly")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from pgocc.cuda_graphs import capture, on_side_stream
 from pgocc.data.batch import Batch
 from pgocc.eval.loop import LabelledBatch, predict_labels
 from pgocc.model import FeatureCache, PGOcc, Readout
@@ -73,20 +74,8 @@ class GraphedFrames:
         """Warm up on a side stream and capture the frame of ``batch`` (copies of its tensors become the input
         buffers); the cache is planned for ``batch`` by the first warm-up call."""
         inputs = batch.clone()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(WARMUP_CALLS):
-                self._eager(inputs)  # the same frame each time: its cache slot is rewritten with equal maps
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        try:
-            # thread_local: the DataLoader's pin-memory thread may call into CUDA while this thread captures.
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                outputs = self._eager(inputs)
-        except RuntimeError as err:
-            raise RuntimeError("GraphedFrames: the online frame could not be captured as a CUDA graph (something in "
-                               "it waits for the GPU or copies host data; the reference kernels do): run it with "
-                               f"every op on triton, or without --cuda-graph. CUDA said: {str(err).splitlines()[0]}"
-                               ) from err
+        # The same frame each call: its cache slot is rewritten with equal maps.
+        on_side_stream(lambda: self._eager(inputs), calls=WARMUP_CALLS)
+        graph, outputs = capture(lambda: self._eager(inputs), what="GraphedFrames: the online frame",
+                                 instead="without --cuda-graph")
         return _Captured(graph, inputs, outputs)

@@ -32,6 +32,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from pgocc.cuda_graphs import capture, on_side_stream
 from pgocc.model.criterion import FeatureTargets
 from pgocc.train import MicroBatch, StepOutput, forward_backward, update_parameters
 
@@ -85,6 +86,7 @@ class GraphedTrainingStep:
         """Steps taken by replaying the graph."""
         self._captured: _Captured | None = None
         self._side = torch.cuda.Stream(params[0].device)
+        """The warm-up steps' stream, one for all of them (see :func:`pgocc.cuda_graphs.on_side_stream`)."""
 
     def _step(self, micro_batches: list[MicroBatch]) -> StepOutput:
         out = forward_backward(self.module, self.criterion, micro_batches, autocast=self.autocast)
@@ -113,12 +115,12 @@ class GraphedTrainingStep:
         return out
 
     def _warm_up(self, micro_batches: list[MicroBatch]) -> StepOutput:
-        self._side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self._side):
+        def step() -> StepOutput:
             out = self._step(micro_batches)
             self.optimizer.zero_grad(set_to_none=True)  # the capture must start without gradients (it makes its own)
-        torch.cuda.current_stream().wait_stream(self._side)
-        return out
+            return out
+
+        return on_side_stream(step, side=self._side)
 
     def _load(self, micro_batches: list[MicroBatch]) -> None:
         """Copy the step's inputs and learning rates into the graph's buffers."""
@@ -148,20 +150,12 @@ class GraphedTrainingStep:
         groups = self.optimizer.param_groups
         lrs = [torch.tensor(group["lr"], dtype=torch.float32, device=device) for group in groups]
         saved = [(group["lr"], group.get("capturable", False)) for group in groups]
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()  # the warm-up's cached blocks go back before the graph's own pool grows
-        graph = torch.cuda.CUDAGraph()
         try:
             for group, lr in zip(groups, lrs, strict=True):
                 group["lr"], group["capturable"] = lr, True
-            # thread_local: the DataLoader's pin-memory thread may call into CUDA while this thread captures.
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                output = self._step(inputs)
-        except RuntimeError as err:
-            raise RuntimeError("GraphedTrainingStep: the training step could not be captured as a CUDA graph "
-                               "(something in it waits for the GPU or copies host data; the reference kernels do): "
-                               "run it with every op on triton, or with train.cuda_graph=false. CUDA said: "
-                               f"{str(err).splitlines()[0]}") from err
+            # (torch.cuda.graph synchronises and returns the warm-up's cached blocks before capturing.)
+            graph, output = capture(lambda: self._step(inputs), what="GraphedTrainingStep: the training step",
+                                    instead="with train.cuda_graph=false")
         finally:
             for group, (lr, capturable) in zip(groups, saved, strict=True):
                 group["lr"], group["capturable"] = lr, capturable
