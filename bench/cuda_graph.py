@@ -73,7 +73,7 @@ def main() -> None:
         try:
             _, _, step = training_step(cfg, device, batch, bf16=bf16, graphed=True)
             row["graph"] = asdict(measure(step, device, budget_s=args.budget, warmup=WARMUP_STEPS + 1))
-            row["loss_finite"] = bool(torch.isfinite(step()))
+            row["loss_finite"] = bool(torch.isfinite(step().total))
         except Exception as err:  # noqa: BLE001 - a failed capture is a result to report
             row["graph_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
         rows[name] = row

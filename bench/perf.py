@@ -24,7 +24,7 @@ from pgocc.commands._common import experiment_from_args
 from pgocc.config import ExperimentConfig
 from pgocc.data.batch import Batch
 from pgocc.model import FeatureCache, PGOcc, PGOccLoss, Readout
-from pgocc.train import forward_backward, optimizer_step, prepare
+from pgocc.train import StepOutput, forward_backward, optimizer_step, prepare
 from pgocc.training.graphed_step import GraphedTrainingStep
 from pgocc.training.optim import build_optimizer
 from tests.test_model import make_batch
@@ -112,12 +112,12 @@ def gpu_inference(args: argparse.Namespace, script: str, why: str = "") -> GpuIn
 
 
 def training_step(cfg: ExperimentConfig, device: torch.device | str, batch: Batch, *, bf16: bool = False,
-                  graphed: bool = False) -> tuple[PGOcc, PGOccLoss, Callable[[], torch.Tensor]]:
-    """(model, criterion, closure → the step's total loss, 0-d): one step of the training loop on ``batch`` —
-    photometric distortion as configured and feature targets (:func:`pgocc.train.prepare`), forward, every loss
-    term, backward, clipping, the gated AdamW step, the schedule. ``graphed``: the step as ``train.cuda_graph`` runs it
-    (:class:`pgocc.training.graphed_step.GraphedTrainingStep`: eager for its first WARMUP_STEPS calls, captured at
-    the next, replayed after)."""
+                  graphed: bool = False) -> tuple[PGOcc, PGOccLoss, Callable[[], StepOutput]]:
+    """(model, criterion, closure → the step's :class:`pgocc.train.StepOutput`): one step of the training loop on
+    ``batch`` — photometric distortion as configured and feature targets (:func:`pgocc.train.prepare`), forward,
+    every loss term, backward, clipping, the gated AdamW step, the schedule. ``graphed``: the step as
+    ``train.cuda_graph`` runs it (:class:`pgocc.training.graphed_step.GraphedTrainingStep`: eager for its first
+    WARMUP_STEPS calls, captured at the next, replayed after)."""
     torch.manual_seed(0)
     model = PGOcc(cfg.model, cfg.kernels).to(device).train()
     criterion = PGOccLoss(cfg.model, cfg.loss, cfg.kernels).to(device)
@@ -127,16 +127,16 @@ def training_step(cfg: ExperimentConfig, device: torch.device | str, batch: Batc
     graph = (GraphedTrainingStep(model, criterion, optimizer, params, autocast=autocast,
                                  grad_clip_norm=cfg.train.grad_clip_norm) if graphed else None)
 
-    def step() -> torch.Tensor:
+    def step() -> StepOutput:
         micro = prepare(criterion, [batch], autocast=autocast, distortion=cfg.train.photometric_distortion)
         if graph is not None:
             out = graph(micro)
             scheduler.step()
-            return out.total
+            return out
         out = forward_backward(model, criterion, micro, autocast=autocast)
         with torch.profiler.record_function("optimizer"):  # a stage of bench/breakdown.py
             optimizer_step(params, optimizer, scheduler, out, cfg.train.grad_clip_norm)
-        return out.total
+        return out
 
     return model, criterion, step
 

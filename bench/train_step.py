@@ -41,8 +41,8 @@ def measure(cfg: ExperimentConfig, bf16: bool, compiled: bool, graphed: bool, st
         compile_blocks(model)
     timing = perf_measure(step, "cuda", budget_s=0.0, warmup=max(warmup, WARMUP_STEPS + 1 if graphed else 0),
                           min_calls=steps, max_calls=steps)
-    if not torch.isfinite(step()):
-        raise RuntimeError("the step's loss is not finite")
+    for checks in step().checks:
+        checks.raise_if_failed()
     del model, criterion, step
     torch.cuda.empty_cache()
     return timing.ms, timing.peak_gib
